@@ -1,0 +1,1 @@
+"""datagen: everything about Vital. Registry, preset model, render engine, sampler, features, datasets."""

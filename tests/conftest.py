@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from datagen.preset import Modulation, Preset, find_presets, init_preset, shared_presets_dir
+from datagen.registry import load_registry
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(scope="session")
+def init(registry):
+    return init_preset(registry)
+
+
+def shared_presets() -> list:
+    folder = shared_presets_dir()
+    return find_presets(folder) if folder.is_dir() else []
+
+
+def require_shared_presets() -> list:
+    paths = shared_presets()
+    if not paths:
+        pytest.skip(f"no real presets at {shared_presets_dir()} (set VITAL_PRESETS or check out shared/ beside the repo)")
+    return paths
+
+
+def perturbed(registry, init: Preset, seed: int) -> Preset:
+    """A random but sane preset: ~40 continuous and ~12 categorical values moved, a few modulations."""
+    rng = np.random.default_rng(seed)
+    cont, cat = dict(init.continuous), dict(init.categorical)
+    # global controls (volume, polyphony, ...) and the amp envelope are left alone so the note stays audible
+    movable = [p for p in registry.params if p.module not in ("global", "env_1")]
+    for p in rng.choice([p for p in movable if not p.discrete], size=40, replace=False):
+        cont[p.name] = float(rng.random())
+    for p in rng.choice([p for p in movable if p.discrete], size=12, replace=False):
+        cat[p.name] = int(rng.integers(p.n_classes))
+    cat["osc_1_on"], cat["osc_1_destination"] = 1, 0  # keep one source on and routed, so renders are audible
+    cont["osc_1_level"] = max(cont["osc_1_level"], 0.5)
+    mods = tuple(
+        Modulation(source=str(rng.choice(registry.sources)), destination=str(rng.choice(registry.destinations)),
+                   amount=float(rng.uniform(-1, 1)), bipolar=bool(rng.integers(2)),
+                   power=float(rng.uniform(-10, 10)), stereo=bool(rng.integers(2)))
+        for _ in range(int(rng.integers(0, 6)))
+    )
+    return Preset(continuous=cont, categorical=cat, modulations=mods, meta={"preset_name": f"perturbed {seed}"})
+
+
+def write_json(path, doc) -> str:
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def log_spectrum(audio: np.ndarray, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
+    """Phase-insensitive comparison view: log10 magnitude STFT, (frames, n_fft // 2 + 1)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop] * np.hanning(n_fft)
+    return np.log10(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-6)

@@ -1,0 +1,1 @@
+"""training: the ResNet-18 preset estimator, its losses and the trainer (issue 4)."""
