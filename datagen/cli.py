@@ -93,3 +93,75 @@ def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
     click.echo(f"engine   : {result['engine_renders_per_s']:.2f} renders/s")
     click.echo(f"ratio    : {result['ratio']:.3f} (goal >= 0.9)")
 
+
+
+def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected i/N (e.g. 0/4), got {value!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"need 0 <= i < N, got {value}")
+    return i, n
+
+
+@main.command()
+@click.option("--tier", type=click.IntRange(1, 3), default=3, show_default=True,
+              help="1 core voice; 2 + effects and wavetables; 3 + modulation.")
+@click.option("-n", "--count", "n_presets", type=int, required=True, help="Number of presets (rows = presets x notes).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Render worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes rendered per preset.")
+@click.option("--length", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds of audio per render.")
+@click.option("--note-length", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="Seconds the key is held.")
+@click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
+@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard,
+              help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Presets per resumable chunk.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size, quiet):
+    """Generate a training data set (resumable: rerun the same command after an interruption)."""
+    from datagen.dataset import DatasetError
+    from datagen.features import FeatureConfig
+    from datagen.generate import GenerateConfig, generate as run
+    from datagen.render import RenderConfig
+
+    if n_presets <= 0:
+        raise CliError(f"--count must be a positive number of presets, got {n_presets}")
+    if workers <= 0:
+        raise CliError(f"--workers must be >= 1, got {workers}")
+    try:
+        note_list = tuple(int(x) for x in notes.split(","))
+    except ValueError:
+        raise CliError(f"--notes must be comma-separated MIDI numbers, got {notes!r}") from None
+    check_writable(output)
+    try:
+        config = GenerateConfig(
+            tier=tier, n_presets=n_presets, seed=seed, notes=note_list, store_audio=not no_audio, shard=shard,
+            chunk_size=chunk_size, render=RenderConfig(render_length=length, note_length=note_length),
+            features=FeatureConfig(duration=length))
+        stats = run(output, config, workers=workers, show_progress=not quiet)
+    except (ValueError, DatasetError) as e:
+        raise CliError(str(e)) from None
+    rate = stats["generated"] / stats["seconds"] if stats["seconds"] else 0.0
+    click.echo(f"{stats['output']}: {stats['presets']} presets, {stats['rows']} rows; generated {stats['generated']} "
+               f"now ({rate:.2f} presets/s), rejection rate {stats['rejection_rate']:.1%} {stats['rejected']}")
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+def merge(shards, output):
+    """Join shard files into one virtual data set (no data copied)."""
+    from datagen.dataset import DatasetError, merge as run
+
+    check_writable(output)
+    try:
+        attrs = run(list(shards), output)
+    except DatasetError as e:
+        raise CliError(str(e)) from None
+    click.echo(f"{output}: {attrs['n_rows']} rows from {len(shards)} shards")

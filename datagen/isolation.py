@@ -1,8 +1,11 @@
-"""Crash isolation: render in a worker process, so a preset that segfaults Vital costs one render, not the run.
+"""Crash isolation: run Vital in a worker process, so a preset that segfaults costs one request, not the run.
 
-`IsolatedRenderer.render` behaves like `Renderer.render`, except that when the worker dies (segfault, abort,
-hang past the timeout) it raises `RenderCrash` naming the preset and the signal, and the next call starts a
-fresh worker. The parent process never loads a risky preset into its own Synth.
+`Worker` keeps one spawned process that builds a handler once (`init(*args)`, e.g. a Synth) and then answers
+requests. When the process dies (segfault, abort) or hangs past the timeout, `call` raises `WorkerCrash`
+naming what was being done and the signal, and the next call starts a fresh process.
+
+`IsolatedRenderer` is the render engine behind such a worker; `datagen.generate` runs whole sampling +
+render + feature jobs behind them.
 """
 
 from __future__ import annotations
@@ -11,44 +14,45 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+from typing import Any, Callable
 
 import numpy as np
 
 from datagen.preset import Preset
 from datagen.render import RenderConfig, RenderError
 
-
 # Fault injection for tests of every layer above this one: a worker whose environment sets this variable
-# segfaults (a real SIGSEGV) on any preset whose JSON contains its value.
+# segfaults (a real SIGSEGV) on any request whose label contains its value.
 INJECT_SEGFAULT_ENV = "DATAGEN_INJECT_SEGFAULT"
 
 
-class RenderCrash(RuntimeError):
-    """The render worker died while rendering a preset."""
+class WorkerCrash(RuntimeError):
+    """The worker process died (or hung) while handling a request."""
 
 
-def _serve(conn, config: RenderConfig) -> None:
-    from datagen.render import Renderer
+RenderCrash = WorkerCrash  # the name callers of the render engine know it by
 
-    renderer = Renderer(config)
+
+def _serve(conn, init: Callable[..., Callable[[Any], Any]], args: tuple) -> None:
+    handler = init(*args)
     poison = os.environ.get(INJECT_SEGFAULT_ENV)
     while True:
         msg = conn.recv()
         if msg is None:
             return
-        text, note = msg
-        if poison and poison in text:
+        label, request = msg
+        if poison and poison in label:
             ctypes.string_at(0)  # dereference NULL: SIGSEGV
         try:
-            conn.send(("ok", renderer.render(text, note=note)))
-        except Exception as e:  # a refused preset is an answer, not a crash
+            conn.send(("ok", handler(request)))
+        except Exception as e:  # an error is an answer, not a crash
             conn.send(("error", f"{e}"))
 
 
-class IsolatedRenderer:
-    def __init__(self, config: RenderConfig = RenderConfig(), *, timeout: float = 120.0):
-        self.config = config
-        self.timeout = timeout  # seconds one render may take before the worker is treated as hung
+class Worker:
+    def __init__(self, init: Callable[..., Callable[[Any], Any]], *args, timeout: float = 120.0):
+        self.init, self.args = init, args  # init must be importable by name (spawned process)
+        self.timeout = timeout  # seconds one request may take before the worker is treated as hung
         self.crashes = 0
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited Synth or threads
         self._proc = None
@@ -56,33 +60,32 @@ class IsolatedRenderer:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_serve, args=(child, self.config), daemon=True)
+        self._proc = self._ctx.Process(target=_serve, args=(child, self.init, self.args), daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
 
-    def render(self, preset: Preset | str, *, note: int = 60, name: str | None = None) -> np.ndarray:
-        """Render in the worker. Raises RenderCrash if the worker dies, RenderError if Vital refuses."""
-        text = preset if isinstance(preset, str) else preset.to_vital_text()
-        label = name or (preset.name if isinstance(preset, Preset) else "") or "<unnamed>"
+    def call(self, request: Any, *, label: str) -> Any:
+        """Send one request. Raises WorkerCrash if the worker dies or hangs, RuntimeError if the handler
+        raised (with its message)."""
         if self._proc is None or not self._proc.is_alive():
             self._start()
+        status = None
         try:
-            self._conn.send((text, int(note)))
+            self._conn.send((label, request))
             hung = not self._conn.poll(self.timeout)
             if not hung:
                 status, payload = self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
             hung = False
-            status = None
-        if hung or status is None:
+        if status is None:
             self._proc.join(timeout=0 if hung else 5)
             why = f"hung for more than {self.timeout:g} s" if hung else _describe_exit(self._proc.exitcode)
             self._reset()
             self.crashes += 1
-            raise RenderCrash(f"preset {label!r} crashed the Vital renderer ({why}); the worker was restarted")
+            raise WorkerCrash(f"{label} crashed the Vital renderer ({why}); the worker was restarted")
         if status == "error":
-            raise RenderError(f"preset {label!r}: {payload}")
+            raise _HandlerError(payload)
         return payload
 
     def _reset(self) -> None:
@@ -102,11 +105,38 @@ class IsolatedRenderer:
                 pass
         self._reset()
 
-    def __enter__(self) -> "IsolatedRenderer":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _HandlerError(RuntimeError):
+    pass
+
+
+def _render_handler(config: RenderConfig) -> Callable[[tuple[str, int]], np.ndarray]:
+    from datagen.render import Renderer
+
+    renderer = Renderer(config)
+    return lambda request: renderer.render(request[0], note=request[1])
+
+
+class IsolatedRenderer(Worker):
+    """`Renderer.render` in a worker process: RenderCrash if Vital dies, RenderError if it refuses."""
+
+    def __init__(self, config: RenderConfig = RenderConfig(), *, timeout: float = 120.0):
+        super().__init__(_render_handler, config, timeout=timeout)
+        self.config = config
+
+    def render(self, preset: Preset | str, *, note: int = 60, name: str | None = None) -> np.ndarray:
+        text = preset if isinstance(preset, str) else preset.to_vital_text()
+        label = f"preset {name or (preset.name if isinstance(preset, Preset) else '') or '<unnamed>'!r}"
+        try:
+            return self.call((text, int(note)), label=label)
+        except _HandlerError as e:
+            raise RenderError(f"{label}: {e}") from None
 
 
 def _describe_exit(code: int | None) -> str:

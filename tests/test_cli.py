@@ -91,7 +91,7 @@ def test_out_of_range_values_clamped_with_warning_and_render(run, init, registry
 
 
 def test_render_segfault_reported_and_process_survives(run, init_file, tmp_path):
-    r = run("render", init_file, "-o", tmp_path / "o.wav", env={INJECT_SEGFAULT_ENV: "synth_version"})
+    r = run("render", init_file, "-o", tmp_path / "o.wav", env={INJECT_SEGFAULT_ENV: "init.vital"})
     _one_line_error(r, "preset 'init.vital' crashed the Vital renderer (killed by SIGSEGV)")
     assert run("registry").exit_code == 0  # this very process is alive and well
 

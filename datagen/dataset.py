@@ -1,0 +1,193 @@
+"""The HDF5 data set: schema, writer, reader helpers, split rule and shard merging.
+
+One row per (preset, MIDI note). Layout (N rows; see research/dataset.md):
+
+    audio        (N, n_samples)        int16  PCM, scale 1/32767 (absent with --no-audio)
+    mel          (N, n_mels, n_frames) float16 datagen.features.log_mel of the row's audio
+    continuous   (N, n_continuous)     float32 normalised [0, 1], registry.continuous order
+    categorical  (N, n_categorical)    int32   index = raw - min, registry.categorical order
+    wavetable    (N, 3)                int16   catalog index per oscillator, -1 = init table
+    modulation   (N, 64, 6)            float32 per slot: source idx, destination idx, amount, bipolar,
+                                               power, stereo; unused slots have source = destination = -1
+    midi_note    (N,)                  int16
+    preset_index (N,)                  int64   global sample index (seed-derived identity)
+    preset_hash  (N,)                  S16     hex hash of the preset's labels
+    split        (N,)                  uint8   0 train, 1 val, 2 test, decided by preset_hash
+    rms, peak    (N,)                  float32 of the rendered audio
+
+The dense modulation tensor (4, 32 sources, 428 destinations) is 219 KB per row; it is built on the fly by
+`dense_modulation` in the loader instead of being stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+MOD_FIELDS = ("source", "destination", "amount", "bipolar", "power", "stereo")
+MOD_CHANNELS = ("amount", "bipolar", "power", "stereo")  # channels of the dense tensor
+PCM_SCALE = 32767.0
+
+# Row arrays, their dtypes, and trailing shapes given the attrs (filled in by `row_shapes`).
+ROW_DTYPES = {
+    "audio": np.int16, "mel": np.float16, "continuous": np.float32, "categorical": np.int32,
+    "wavetable": np.int16, "modulation": np.float32, "midi_note": np.int16, "preset_index": np.int64,
+    "preset_hash": "S16", "split": np.uint8, "rms": np.float32, "peak": np.float32,
+}
+
+
+class DatasetError(ValueError):
+    """A data set that is missing, incomplete, or incompatible with what is asked of it."""
+
+
+def split_of(preset_hash: str, *, val_percent: int = 5, test_percent: int = 5) -> int:
+    """0/1/2 (train/val/test) from the preset hash alone, so all notes of a preset share a split."""
+    bucket = int(preset_hash[:8], 16) % 100
+    if bucket < 100 - val_percent - test_percent:
+        return 0
+    return 1 if bucket < 100 - test_percent else 2
+
+
+def encode_modulations(modulations, registry) -> np.ndarray:
+    """(64, 6) float32 sparse slots from a Preset's modulations."""
+    from datagen.registry import MODULATION_SLOTS
+
+    out = np.zeros((MODULATION_SLOTS, len(MOD_FIELDS)), np.float32)
+    out[:, :2] = -1
+    src = {s: i for i, s in enumerate(registry.sources)}
+    dst = {d: i for i, d in enumerate(registry.destinations)}
+    for i, m in enumerate(modulations):
+        out[i] = (src[m.source], dst[m.destination], m.amount, float(m.bipolar), m.power, float(m.stereo))
+    return out
+
+
+def decode_modulations(slots: np.ndarray, registry) -> tuple:
+    """Inverse of encode_modulations: a tuple of Modulation."""
+    from datagen.preset import Modulation
+
+    return tuple(
+        Modulation(source=registry.sources[int(s)], destination=registry.destinations[int(d)], amount=float(a),
+                   bipolar=bool(b), power=float(p), stereo=bool(st))
+        for s, d, a, b, p, st in slots if s >= 0
+    )
+
+
+def dense_modulation(slots: np.ndarray, n_sources: int, n_destinations: int) -> np.ndarray:
+    """(..., 64, 6) sparse slots -> (..., 5, n_sources, n_destinations) float32: channel 0 is presence,
+    then amount, bipolar, power, stereo. Built per batch in the loader (219 KB per row dense)."""
+    lead = slots.shape[:-2]
+    flat = slots.reshape(-1, *slots.shape[-2:])
+    out = np.zeros((flat.shape[0], 1 + len(MOD_CHANNELS), n_sources, n_destinations), np.float32)
+    for b, rows in enumerate(flat):
+        for s, d, a, bi, p, st in rows[rows[:, 0] >= 0]:
+            out[b, :, int(s), int(d)] = (1.0, a, bi, p, st)
+    return out.reshape(*lead, *out.shape[1:])
+
+
+def write_h5(path: Path, chunks: Iterable[dict[str, np.ndarray]], n_rows: int, attrs: dict) -> None:
+    """Write a complete data set atomically, streaming row chunks (memory stays at one chunk): into
+    `<path>.partial`, then renamed, so no reader sees a half-written file under the final name;
+    `attrs["complete"]` is set last."""
+    import h5py
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with h5py.File(tmp, "w") as f:
+        start = 0
+        for chunk in chunks:
+            if start == 0:
+                for name, data in chunk.items():
+                    f.create_dataset(name, shape=(n_rows, *data.shape[1:]), dtype=data.dtype,
+                                     chunks=(min(n_rows, 16), *data.shape[1:]) if data.ndim > 1 else None,
+                                     compression="lzf" if name in ("audio", "mel") else None)
+            size = len(chunk["midi_note"])
+            for name, data in chunk.items():
+                f[name][start:start + size] = data
+            start += size
+        if start != n_rows:
+            raise DatasetError(f"{path}: wrote {start} rows, expected {n_rows}")
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.attrs["complete"] = True
+        f.flush()
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def read_attrs(path: Path) -> dict:
+    """Attributes of a complete data set; DatasetError with a one-line reason otherwise."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such data set")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _py(v) for k, v in f.attrs.items()}
+    except OSError as e:
+        raise DatasetError(f"{path}: not an HDF5 data set ({e})") from None
+    if not attrs.get("complete"):
+        raise DatasetError(f"{path}: incomplete data set (an interrupted write?)")
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(f"{path}: schema version {attrs.get('schema_version')} != {SCHEMA_VERSION}")
+    return attrs
+
+
+def _py(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def merge(shards: list[Path], output: Path) -> dict:
+    """Join shard files into one virtual data set (HDF5 VDS: no data copied). Shards must agree on every
+    attribute except their shard/row bookkeeping. Returns the merged attrs."""
+    import h5py
+
+    if not shards:
+        raise DatasetError("no shard files given")
+    metas = [read_attrs(s) for s in shards]
+    volatile = {"shard", "n_rows", "n_presets", "complete", "rejections", "first_index"}
+    base = {k: v for k, v in metas[0].items() if k not in volatile}
+    for s, m in zip(shards[1:], metas[1:]):
+        diff = sorted(k for k in base if m.get(k) != base[k])
+        if diff:
+            raise DatasetError(f"{s}: differs from {shards[0]} in {', '.join(diff)}")
+    with h5py.File(shards[0], "r") as f:
+        names = list(f.keys())
+        shapes = {n: f[n].shape[1:] for n in names}
+        dtypes = {n: f[n].dtype for n in names}
+    rows = []
+    for s in shards:
+        with h5py.File(s, "r") as f:
+            rows.append(len(f["midi_note"]))
+    total = sum(rows)
+    output = Path(output)
+    tmp = output.with_name(output.name + ".partial")
+    with h5py.File(tmp, "w") as f:
+        for n in names:
+            layout = h5py.VirtualLayout(shape=(total, *shapes[n]), dtype=dtypes[n])
+            start = 0
+            for s, r in zip(shards, rows):
+                # relative paths keep the merged file valid when the folder moves with its shards
+                src = os.path.relpath(Path(s).resolve(), output.resolve().parent)
+                layout[start:start + r] = h5py.VirtualSource(src, n, shape=(r, *shapes[n]))
+                start += r
+            f.create_virtual_dataset(n, layout)
+        for k, v in base.items():
+            f.attrs[k] = v
+        f.attrs["n_rows"] = total
+        f.attrs["n_presets"] = sum(m["n_presets"] for m in metas)
+        f.attrs["shards"] = json.dumps([str(s) for s in shards])
+        f.attrs["complete"] = True
+    tmp.replace(output)
+    return read_attrs(output)

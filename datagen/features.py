@@ -1,0 +1,122 @@
+"""The one audio feature: a loudness-normalised log-mel spectrogram, shared by data generation, training and
+inference. Anything that feeds the network goes through `log_mel`; its `FeatureConfig` is stored in every
+data set and checkpoint so a mismatch is detected, never silently tolerated.
+
+torch.stft with a fixed Slaney mel filterbank (the same matrix librosa builds by default, computed here in
+numpy so no torchaudio is needed). Inputs may be numpy arrays or torch tensors of shape (..., samples);
+the output has the same kind and shape (..., n_mels, frames).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 44100  # Hz of the audio handed to log_mel
+    duration: float = 2.0  # seconds the model sees: longer input is truncated, shorter zero-padded
+    n_fft: int = 2048  # samples per STFT frame (46 ms)
+    hop_length: int = 512  # samples between frames (11.6 ms)
+    n_mels: int = 128
+    f_min: float = 20.0  # Hz
+    f_max: float = 16000.0  # Hz
+    target_rms_db: float | None = -20.0  # loudness normalisation before the STFT; None keeps the level
+    log_floor: float = 1e-6  # added to mel power before the log (-138 dB)
+
+    def __post_init__(self):
+        if not (0 < self.f_min < self.f_max <= self.sample_rate / 2):
+            raise ValueError(f"need 0 < f_min < f_max <= sample_rate / 2: {self}")
+        if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0 or self.duration <= 0:
+            raise ValueError(f"feature sizes must be positive: {self}")
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.duration * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.n_samples // self.hop_length  # torch.stft with center=True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_mels, self.n_frames)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureConfig":
+        return cls(**json.loads(text))
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Slaney: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    log_region = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_region, lin)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) float32 Slaney-normalised triangular filters (equals librosa.filters.mel)."""
+    fft_freqs = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel(config.f_min), _hz_to_mel(config.f_max), config.n_mels + 2)
+    hz_pts = _mel_to_hz(mel_pts)
+    widths = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    fb = np.maximum(0.0, np.minimum(lower, upper))
+    fb *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]  # equal area per filter
+    return fb.astype(np.float32)
+
+
+def fit_length(audio, n_samples: int):
+    """Truncate or zero-pad the last axis to n_samples (numpy or torch)."""
+    have = audio.shape[-1]
+    if have >= n_samples:
+        return audio[..., :n_samples]
+    pad = n_samples - have
+    if isinstance(audio, np.ndarray):
+        return np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, pad)])
+    import torch.nn.functional as F
+
+    return F.pad(audio, (0, pad))
+
+
+def log_mel(audio, config: FeatureConfig = FeatureConfig()):
+    """Loudness-normalised log-mel spectrogram.
+
+    audio: (..., samples) float at config.sample_rate, numpy or torch. Returns (..., n_mels, n_frames)
+    float32 natural-log mel power, of the same kind as the input. The clip is fitted to config.duration
+    first, so every output has config.shape.
+    """
+    import torch
+
+    as_numpy = isinstance(audio, np.ndarray)
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)) if as_numpy else audio.float()
+    x = fit_length(x, config.n_samples)
+    if config.target_rms_db is not None:
+        rms = x.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)  # silence stays (near) silence
+        x = x * (10 ** (config.target_rms_db / 20) / rms)
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(config.n_fft, device=x.device)
+    spec = torch.stft(x, config.n_fft, hop_length=config.hop_length, window=window, center=True,
+                      pad_mode="reflect", return_complex=True)
+    power = spec.real.pow(2) + spec.imag.pow(2)  # (batch, n_fft // 2 + 1, frames)
+    fb = torch.from_numpy(mel_filterbank(config)).to(x.device)
+    mel = torch.log(torch.matmul(fb, power) + config.log_floor)
+    mel = mel.reshape(*lead, config.n_mels, mel.shape[-1])
+    return mel.numpy() if as_numpy else mel

@@ -1,0 +1,319 @@
+"""`datagen generate`: sample presets, render them at several notes, compute features, write HDF5.
+
+Parallelism: `workers` threads in this process, each driving its own crash-isolated worker process
+(`datagen.isolation.Worker`) that samples, renders (one Synth), checks and featurises one preset per request.
+A segfault costs that preset's attempt (logged, counted as a rejection) and the worker restarts.
+
+Resumability: work is cut into chunks of `chunk_size` presets. Each finished chunk is saved atomically under
+`<output>.parts/` next to a manifest of the arguments; the HDF5 file is assembled from the chunks at the end
+and renamed into place (`datagen.dataset.write_h5`). Kill the run at any moment (SIGKILL included) and the
+same command resumes with the chunks it has; since every preset is a pure function of (seed, index,
+attempt), the result is byte-for-byte the data set an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, encode_modulations, read_attrs, split_of, write_h5
+from datagen.features import FeatureConfig
+from datagen.render import RenderConfig
+from datagen.sampler import SamplerConfig
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 50  # per preset; a sampler that needs more is broken, not unlucky
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    tier: int = 3
+    n_presets: int = 1000
+    seed: int = 0
+    notes: tuple[int, ...] = (48, 60, 72)  # MIDI notes rendered per preset (one row each)
+    render: RenderConfig = RenderConfig()
+    features: FeatureConfig = FeatureConfig()
+    store_audio: bool = True
+    shard: tuple[int, int] = (0, 1)  # (i, N): this file holds the i-th of N contiguous index ranges
+    chunk_size: int = 16  # presets per resumable chunk
+    min_rms: float = 1e-3  # below: silent (-60 dBFS)
+    min_peak: float = 1e-2
+    max_peak: float = 1.0  # at or above: clipped
+
+    def __post_init__(self):
+        if self.n_presets <= 0:
+            raise ValueError(f"the number of presets must be positive, got {self.n_presets}")
+        i, n = self.shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard must be i/N with 0 <= i < N, got {i}/{n}")
+        if n > self.n_presets:
+            raise ValueError(f"{n} shards for {self.n_presets} presets leaves shards empty")
+        if not self.notes or any(not 0 <= x <= 127 for x in self.notes):
+            raise ValueError(f"notes must be MIDI numbers 0..127, got {self.notes}")
+        if self.render.sample_rate != self.features.sample_rate:
+            raise ValueError("render and feature sample rates differ")
+        SamplerConfig(tier=self.tier)  # validates the tier
+
+    @property
+    def indices(self) -> range:
+        """Global preset indices this shard generates (contiguous: shard files concatenate in order)."""
+        i, n = self.shard
+        return range(i * self.n_presets // n, (i + 1) * self.n_presets // n)
+
+    def manifest(self, registry_fingerprint: str, catalog_fingerprint: str) -> dict:
+        d = {"config": dataclasses.asdict(self), "registry_fingerprint": registry_fingerprint,
+             "catalog_fingerprint": catalog_fingerprint, "schema_version": SCHEMA_VERSION}
+        return json.loads(json.dumps(d))  # JSON-normalised (tuples -> lists) so it compares with a loaded one
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+    seconds: float = 0.0
+
+    @property
+    def attempts(self) -> int:
+        return self.accepted + sum(self.rejected.values())
+
+    @property
+    def rejection_rate(self) -> float:
+        return sum(self.rejected.values()) / max(self.attempts, 1)
+
+
+# ---- worker side ---------------------------------------------------------------------------------------
+
+def _handler(config: GenerateConfig):
+    """Built once per worker process: returns request (index, attempt) -> result dict."""
+    import torch
+
+    from datagen.features import log_mel
+    from datagen.registry import load_registry
+    from datagen.render import Renderer
+    from datagen.sampler import Sampler
+
+    torch.set_num_threads(1)  # one core per worker; parallelism comes from the workers
+    registry = load_registry()
+    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry)
+    renderer = Renderer(config.render, registry=registry)
+
+    def handle(request: tuple[int, int]) -> dict:
+        index, attempt = request
+        preset = sampler.sample(index, attempt)
+        renderer.load(preset)
+        audio = np.stack([renderer.render_loaded(note) for note in config.notes])  # (notes, samples)
+        if not np.all(np.isfinite(audio)):
+            return {"rejected": "non-finite"}
+        peak = np.abs(audio).max(axis=-1)
+        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
+        if np.any(rms < config.min_rms) or np.any(peak < config.min_peak):
+            return {"rejected": "silent"}
+        if np.any(peak >= config.max_peak):
+            return {"rejected": "clipped"}
+        cont = np.array([preset.continuous[p.name] for p in registry.continuous], np.float32)
+        cat = np.array([preset.categorical[p.name] for p in registry.categorical], np.int32)
+        wt = np.array(sampler.wavetable_indices(preset), np.int16)
+        mod = encode_modulations(preset.modulations, registry)
+        digest = hashlib.sha256(b"".join(a.tobytes() for a in (cont, cat, wt, mod))).hexdigest()[:16]
+        return {
+            "audio": np.round(audio * PCM_SCALE).astype(np.int16) if config.store_audio else None,
+            "mel": log_mel(audio, config.features).astype(np.float16),
+            "continuous": cont, "categorical": cat, "wavetable": wt, "modulation": mod,
+            "rms": rms.astype(np.float32), "peak": peak.astype(np.float32), "hash": digest,
+        }
+
+    return handle
+
+
+# ---- parent side ---------------------------------------------------------------------------------------
+
+def _rows(index: int, result: dict, notes: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Expand one preset's result into len(notes) rows."""
+    k = len(notes)
+    rows = {
+        "mel": result["mel"],
+        "continuous": np.repeat(result["continuous"][None], k, 0),
+        "categorical": np.repeat(result["categorical"][None], k, 0),
+        "wavetable": np.repeat(result["wavetable"][None], k, 0),
+        "modulation": np.repeat(result["modulation"][None], k, 0),
+        "midi_note": np.array(notes, np.int16),
+        "preset_index": np.full(k, index, np.int64),
+        "preset_hash": np.array([result["hash"].encode()] * k, "S16"),
+        "split": np.full(k, split_of(result["hash"]), np.uint8),
+        "rms": result["rms"], "peak": result["peak"],
+    }
+    if result["audio"] is not None:
+        rows["audio"] = result["audio"]
+    return rows
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class _Run:
+    def __init__(self, config: GenerateConfig, parts: Path, workers: int, progress):
+        self.config, self.parts, self.progress = config, parts, progress
+        self.stats = Stats()
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.workers: list = []
+
+    def worker(self):
+        from datagen.isolation import Worker
+
+        if not hasattr(self.local, "worker"):
+            self.local.worker = Worker(_handler, self.config, timeout=300.0)
+            with self.lock:
+                self.workers.append(self.local.worker)
+        return self.local.worker
+
+    def one(self, index: int) -> dict:
+        from datagen.isolation import WorkerCrash
+
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                result = self.worker().call((index, attempt), label=f"preset {index} attempt {attempt}")
+            except WorkerCrash as e:
+                log.warning("%s", e)
+                result = {"rejected": "crash"}
+            with self.lock:
+                if "rejected" in result:
+                    self.stats.rejected[result["rejected"]] += 1
+                    continue
+                self.stats.accepted += 1
+            self.progress.update(1)
+            with self.lock:
+                self.progress.set_postfix(rejected=f"{self.stats.rejection_rate:.0%}", refresh=False)
+            return result
+        raise RuntimeError(f"preset {index}: {MAX_ATTEMPTS} attempts rejected; the sampler is broken")
+
+    def chunk(self, c: int, indices: range) -> None:
+        rows = [_rows(i, self.one(i), self.config.notes) for i in indices]
+        path = self.parts / f"chunk_{c:06d}.npz"
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, **_concat(rows))
+        tmp.replace(path)  # atomic: a chunk file exists only when complete
+
+
+def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_progress: bool = True) -> dict:
+    """Generate (or resume, or confirm) a data set. Returns stats: presets, rows, rejections, seconds."""
+    from tqdm import tqdm
+
+    from datagen.registry import load_registry
+    from datagen.sampler import Sampler, sampled_modules
+    from datagen.wavetables import default_catalog
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    output = Path(output)
+    registry = load_registry()
+    catalog = default_catalog()
+    manifest = config.manifest(registry.fingerprint, catalog.fingerprint)
+    if output.exists():
+        return _existing(output, config, registry.fingerprint)
+    parts = output.with_name(output.name + ".parts")
+    _prepare_parts(parts, manifest)
+
+    indices = config.indices
+    chunks = [indices[s:s + config.chunk_size] for s in range(0, len(indices), config.chunk_size)]
+    todo = [(c, idx) for c, idx in enumerate(chunks) if not (parts / f"chunk_{c:06d}.npz").exists()]
+    done_presets = len(indices) - sum(len(idx) for _, idx in todo)
+    if done_presets:
+        log.info("resuming: %d of %d presets already generated in %s", done_presets, len(indices), parts)
+    t0 = time.perf_counter()
+    with tqdm(total=len(indices), initial=done_presets, unit="preset", disable=not show_progress,
+              desc=f"tier {config.tier}", dynamic_ncols=True) as bar:
+        run = _Run(config, parts, workers, bar)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for f in [pool.submit(run.chunk, c, idx) for c, idx in todo]:
+                    f.result()
+        finally:
+            for w in run.workers:
+                w.close()
+    stats = run.stats
+    stats.seconds = time.perf_counter() - t0
+
+    chunk_files = [parts / f"chunk_{c:06d}.npz" for c in range(len(chunks))]
+    n_rows = len(indices) * len(config.notes)
+    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=catalog)
+    attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "registry_fingerprint": registry.fingerprint,
+        "registry": json.dumps(registry.describe()),
+        "continuous_names": json.dumps([p.name for p in registry.continuous]),
+        "categorical_names": json.dumps([p.name for p in registry.categorical]),
+        "sources": json.dumps(list(registry.sources)),
+        "destinations": json.dumps(list(registry.destinations)),
+        "sampled_params": json.dumps(sampler.sampled_params),
+        "sampled_modules": json.dumps(sampled_modules(config.tier, registry)),
+        "tier": config.tier,
+        "seed": config.seed,
+        "sample_rate": config.render.sample_rate,
+        "render_config": json.dumps(dataclasses.asdict(config.render)),
+        "feature_config": config.features.to_json(),
+        "wavetable_catalog": catalog.to_json(),
+        "wavetable_catalog_fingerprint": catalog.fingerprint,
+        "notes": json.dumps(list(config.notes)),
+        "shard": json.dumps(list(config.shard)),
+        "first_index": config.indices.start,
+        "n_presets": len(indices),
+        "n_rows": n_rows,
+        "audio_scale": 1.0 / PCM_SCALE,
+        "manifest": json.dumps(manifest, sort_keys=True),
+        "rejections": json.dumps(dict(stats.rejected)),
+    }
+    write_h5(output, (dict(np.load(p)) for p in chunk_files), n_rows, attrs)
+    shutil.rmtree(parts)
+    return {"presets": len(indices), "rows": attrs["n_rows"], "generated": stats.accepted,
+            "rejected": dict(stats.rejected), "rejection_rate": stats.rejection_rate, "seconds": stats.seconds,
+            "output": str(output)}
+
+
+def _prepare_parts(parts: Path, manifest: dict) -> None:
+    path = parts / "manifest.json"
+    if parts.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old != manifest:
+            raise DatasetError(f"{parts} holds an interrupted run with different arguments; rerun with the same "
+                               "arguments to resume it, or delete that folder")
+        return
+    parts.mkdir(parents=True)
+    tmp = parts / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, sort_keys=True, indent=1))
+    tmp.replace(path)
+
+
+def _existing(output: Path, config: GenerateConfig, fingerprint: str) -> dict:
+    try:
+        attrs = read_attrs(output)
+    except DatasetError as e:
+        raise DatasetError(f"{e}; delete it or choose another output path") from None
+    if attrs.get("registry_fingerprint") != fingerprint:
+        raise DatasetError(f"{output} exists with registry fingerprint {attrs.get('registry_fingerprint')}, "
+                           f"the installed vita has {fingerprint}; choose another output path")
+    if attrs.get("tier") != config.tier:
+        raise DatasetError(f"{output} exists with tier {attrs.get('tier')}, asked for tier {config.tier}; "
+                           "choose another output path")
+    manifest = json.loads(attrs["manifest"])
+    if manifest["config"] != config.manifest("", "")["config"]:
+        raise DatasetError(f"{output} exists with different generation arguments; choose another output path")
+    log.info("%s is already complete: nothing to do", output)
+    return {"presets": attrs["n_presets"], "rows": attrs["n_rows"], "generated": 0, "rejected": {},
+            "rejection_rate": 0.0, "seconds": 0.0, "output": str(output)}

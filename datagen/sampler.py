@@ -1,0 +1,202 @@
+"""Random presets for training data: Latin-hypercube continuous values, categorical draws, wavetables and
+modulation routing, in three tiers, deterministic from (seed, sample index, attempt).
+
+- tier 1, core voice: oscillators, sample/noise, filters 1-2, envelopes 1-2, voice settings. Effects off,
+  init wavetables, no modulation.
+- tier 2 adds the effects chain (chorus, compressor, delay, distortion, eq, flanger, phaser, reverb, FX filter)
+  and a wavetable from the catalog per oscillator.
+- tier 3 adds modulation: 1-20 connections from the 32 sources to destinations of audible modules, which
+  makes LFOs, random generators and envelopes 3-6 audible (their parameters are sampled too).
+
+Latin-hypercube sampling is done per block of `LHS_BLOCK` consecutive samples: each block stratifies every
+continuous parameter into LHS_BLOCK bins, so any sample is reproducible from its index alone (resume, shards)
+without materialising a 200k x 293 design. Retries after a rejected render (`attempt > 0`) draw plain uniform
+values from their own seed.
+
+The constraints below are heuristics that keep presets audible and varied; the generator still renders and
+rejects silent / clipped / non-finite results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from datagen.preset import N_OSCILLATORS, Modulation, Preset, init_preset
+from datagen.registry import Registry, load_registry
+
+LHS_BLOCK = 1024
+MAX_MODULATIONS = 20
+TIERS = (1, 2, 3)
+
+_CORE = re.compile(r"^(osc_[1-3]|sample|filter_[12]|env_[12])$")
+_EFFECTS = re.compile(r"^(chorus|compressor|delay|distortion|eq|flanger|phaser|reverb|filter_fx)$")
+_MODULATORS = re.compile(r"^(lfo_[1-8]|random_[1-4]|env_[3-6])$")
+
+# Controls that stay at the init value: UI-only, MIDI/voice plumbing, or ranges too large to be labels
+# (effect_chain_order has 362 880 permutations, transpose_quantize 8 192 bit masks).
+_FIXED = re.compile(
+    r"(_view_2d|view_spectrogram|_transpose_quantize|^effect_chain_order|^polyphony|^voice_|^mpe_|^legato|"
+    r"^portamento|^pitch_bend_range|^beats_per_minute|^bypass|^volume|^velocity_track|^oversampling|"
+    r"^stereo_|^pitch_wheel|^mod_wheel|_midi_track|^macro_control|_on$|_destination$)"
+)
+
+# Normalised [lo, hi] ranges that keep a note audible within a 2 s render (Vital's raw units are
+# display-transformed: the amp envelope's attack is quartic in seconds, levels are quadratic in gain).
+_RANGES = {
+    "env_1_attack": (0.0, 0.35),  # raw^4 seconds: <= 0.48 s
+    "env_1_hold": (0.0, 0.2),
+    "env_1_sustain": (0.2, 1.0),
+    "env_1_release": (0.0, 0.5),
+    "osc_[1-3]_level": (0.45, 1.0),
+    "sample_level": (0.45, 1.0),
+    "filter_[12]_cutoff": (0.25, 1.0),
+    "filter_[12]_mix": (0.5, 1.0),
+    "osc_[1-3]_transpose": (0.25, 0.75),  # +-24 semitones of the +-48 range
+    "osc_[1-3]_unison_voices": (0.0, 0.5),  # 1-8 voices
+    "[a-z_0-9]+_dry_wet": (0.0, 0.6),  # effects colour the note, never drown it
+    "distortion_drive": (0.0, 0.7),
+}
+_RANGE_RES = [(re.compile(f"^{k}$"), v) for k, v in _RANGES.items()]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    tier: int = 3
+    seed: int = 0
+    p_sample_on: float = 0.15  # probability that the sample/noise source is on
+    max_modulations: int = MAX_MODULATIONS
+
+    def __post_init__(self):
+        if self.tier not in TIERS:
+            raise ValueError(f"tier must be one of {TIERS}, got {self.tier}")
+
+
+def sampled_modules(tier: int, registry: Registry) -> list[str]:
+    """Modules whose parameters are drawn at a tier (everything else stays at the init preset)."""
+    keep = []
+    for m in registry.modules:
+        if _CORE.match(m.name) or (tier >= 2 and _EFFECTS.match(m.name)) or (tier >= 3 and _MODULATORS.match(m.name)):
+            keep.append(m.name)
+    return keep
+
+
+def _seed(*parts: int) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
+
+
+class Sampler:
+    def __init__(self, config: SamplerConfig, *, registry: Registry | None = None, catalog=None):
+        self.config = config
+        self.registry = registry or load_registry()
+        if catalog is None and config.tier >= 2:
+            from datagen.wavetables import default_catalog
+
+            catalog = default_catalog()
+        self.catalog = catalog
+        self._base = init_preset(self.registry)
+        modules = set(sampled_modules(config.tier, self.registry))
+        free = [p for p in self.registry.params if p.module in modules and not _FIXED.search(p.name)]
+        self.continuous = [p for p in free if not p.discrete]
+        self.categorical = [p for p in free if p.discrete]
+        self._ranges = [self._range(p.name) for p in self.continuous]
+        self._modules = modules
+        self._block: tuple[int, np.ndarray] | None = None  # (block index, (n_continuous, LHS_BLOCK) strata)
+
+    @staticmethod
+    def _range(name: str) -> tuple[float, float]:
+        for rx, r in _RANGE_RES:
+            if rx.match(name):
+                return r
+        return (0.0, 1.0)
+
+    @property
+    def sampled_params(self) -> list[str]:
+        return sorted(p.name for p in self.continuous + self.categorical)
+
+    def _unit(self, index: int, attempt: int) -> np.ndarray:
+        """(n_continuous,) values in [0, 1): a Latin-hypercube row for attempt 0, uniform for retries."""
+        n = len(self.continuous)
+        if attempt > 0:
+            return np.random.default_rng(_seed(self.config.seed, index, attempt, 1)).random(n)
+        block, row = divmod(index, LHS_BLOCK)
+        if self._block is None or self._block[0] != block:  # one permutation per parameter per block
+            rng = np.random.default_rng(_seed(self.config.seed, block, 0, 2))
+            self._block = (block, np.argsort(rng.random((n, LHS_BLOCK)), axis=1))
+        strata = self._block[1][:, row]
+        jitter = np.random.default_rng(_seed(self.config.seed, index, 0, 3)).random(n)
+        return (strata + jitter) / LHS_BLOCK
+
+    def sample(self, index: int, attempt: int = 0) -> Preset:
+        """The preset for one sample index (and retry attempt). Pure function of (config, index, attempt)."""
+        rng = np.random.default_rng(_seed(self.config.seed, index, attempt, 4))
+        cont = dict(self._base.continuous)
+        cat = dict(self._base.categorical)
+        for p, u, (lo, hi) in zip(self.continuous, self._unit(index, attempt), self._ranges):
+            cont[p.name] = float(lo + u * (hi - lo))
+        for p in self.categorical:
+            cat[p.name] = int(rng.integers(p.n_classes))
+
+        # Sources: 1-3 oscillators, sometimes the sample; each routed to filter 1, filter 2, both, or direct.
+        n_osc = int(rng.integers(1, N_OSCILLATORS + 1))
+        on = set(rng.choice(N_OSCILLATORS, size=n_osc, replace=False).tolist())
+        for i in range(N_OSCILLATORS):
+            cat[f"osc_{i + 1}_on"] = int(i in on)
+            cat[f"osc_{i + 1}_destination"] = int(rng.choice([0, 1, 2, 4]))
+        cat["sample_on"] = int(rng.random() < self.config.p_sample_on)
+        cat["sample_destination"] = int(rng.choice([0, 1, 2, 4]))
+        for f in ("filter_1", "filter_2"):
+            cat[f"{f}_on"] = int(rng.random() < 0.6)
+        wavetables = (None,) * N_OSCILLATORS
+        if self.config.tier >= 2:
+            for m in self.registry.modules:
+                if _EFFECTS.match(m.name) and m.on_switch:
+                    cat[m.on_switch] = int(rng.random() < 0.3)
+            wavetables = tuple(self.catalog[int(rng.integers(len(self.catalog)))].data for _ in range(N_OSCILLATORS))
+        preset = Preset(continuous=cont, categorical=cat, wavetables=wavetables,
+                        meta={"preset_name": f"tier{self.config.tier} seed{self.config.seed} #{index}"},
+                        extras=dict(self._base.extras))
+        if self.config.tier >= 3:
+            preset = replace(preset, modulations=self._modulations(rng, preset))
+        return preset
+
+    def wavetable_indices(self, preset: Preset) -> list[int]:
+        """Catalog index per oscillator (-1: the init preset's table)."""
+        from datagen.wavetables import lookup
+
+        out = []
+        for wt in preset.wavetables:
+            found = None if wt is None or self.catalog is None else lookup(wt, self.catalog)
+            out.append(-1 if found is None else found)
+        return out
+
+    def _modulations(self, rng: np.random.Generator, preset: Preset) -> tuple[Modulation, ...]:
+        reg = self.registry
+        module_of = reg.module_of
+
+        def audible(dest: str) -> bool:
+            m = module_of.get(dest)
+            if m is None:
+                return True  # e.g. per-slot destinations outside the synth parameters
+            return m.name in self._modules and (m.on_switch is None or preset.categorical[m.on_switch] == 1)
+
+        destinations = [d for d in reg.destinations if audible(d)]
+        k = int(rng.integers(1, self.config.max_modulations + 1))
+        pairs: set[tuple[str, str]] = set()
+        out = []
+        for _ in range(4 * k):
+            if len(out) == k:
+                break
+            src = str(reg.sources[int(rng.integers(len(reg.sources)))])
+            dst = destinations[int(rng.integers(len(destinations)))]
+            if (src, dst) in pairs:
+                continue
+            pairs.add((src, dst))
+            amount = float(rng.uniform(0.1, 1.0) * rng.choice([-1.0, 1.0]))
+            power = float(rng.uniform(-5, 5)) if rng.random() < 0.3 else 0.0
+            out.append(Modulation(source=src, destination=dst, amount=amount, bipolar=bool(rng.random() < 0.5),
+                                  power=power, stereo=bool(rng.random() < 0.2)))
+        return tuple(out)

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from datagen.features import FeatureConfig, fit_length, log_mel, mel_filterbank
+
+
+def test_filterbank_equals_librosa():
+    import librosa
+
+    c = FeatureConfig()
+    ref = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.f_min, fmax=c.f_max)
+    fb = mel_filterbank(c)
+    assert fb.shape == (128, 1025) and fb.dtype == np.float32
+    np.testing.assert_allclose(fb, ref, atol=1e-7, rtol=1e-4)
+
+
+def test_shape_and_kinds_agree():
+    c = FeatureConfig()
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((3, 88200)).astype(np.float32) * 0.1
+    m_np = log_mel(audio, c)
+    m_t = log_mel(torch.from_numpy(audio), c)
+    assert m_np.shape == (3, 128, 173) == (3, *c.shape) and m_np.dtype == np.float32
+    assert isinstance(m_t, torch.Tensor)
+    np.testing.assert_allclose(m_np, m_t.numpy(), atol=1e-5)
+    np.testing.assert_allclose(log_mel(audio[1], c), m_np[1], atol=1e-4)
+
+
+def test_loudness_normalised():
+    t = np.arange(88200) / 44100
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    np.testing.assert_allclose(log_mel(tone), log_mel(0.01 * tone), atol=1e-3)
+    raw = FeatureConfig(target_rms_db=None)
+    loud, quiet = log_mel(tone, raw), log_mel(0.01 * tone, raw)
+    band = np.unravel_index(np.argmax(loud), loud.shape)
+    assert loud[band] - quiet[band] == pytest.approx(np.log(1e4), abs=1e-3)  # 40 dB in power
+
+
+def test_sine_peaks_at_its_mel_band():
+    c = FeatureConfig()
+    t = np.arange(c.n_samples) / c.sample_rate
+    m = log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32), c)
+    band = int(np.argmax(m[:, 80]))
+    fb = mel_filterbank(c)
+    centre_hz = np.argmax(fb[band]) * c.sample_rate / c.n_fft
+    assert abs(centre_hz - 1000) < 60
+
+
+def test_fit_length_pads_and_truncates():
+    a = np.ones((2, 10), np.float32)
+    assert fit_length(a, 4).shape == (2, 4)
+    padded = fit_length(a, 12)
+    assert padded.shape == (2, 12) and padded[:, 10:].sum() == 0
+    assert fit_length(torch.ones(10), 12).shape == (12,)
+    # a short clip becomes the full model input
+    assert log_mel(np.ones(1000, np.float32) * 0.1).shape == (128, 173)
+
+
+def test_silence_is_finite():
+    m = log_mel(np.zeros(88200, np.float32))
+    assert np.all(np.isfinite(m)) and m.max() == pytest.approx(np.log(1e-6), abs=1e-3)
+
+
+def test_config_json_round_trip_and_validation():
+    c = FeatureConfig(n_mels=64)
+    assert FeatureConfig.from_json(c.to_json()) == c
+    with pytest.raises(ValueError):
+        FeatureConfig(f_max=30000)
