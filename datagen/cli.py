@@ -165,3 +165,222 @@ def merge(shards, output):
     except DatasetError as e:
         raise CliError(str(e)) from None
     click.echo(f"{output}: {attrs['n_rows']} rows from {len(shards)} shards")
+
+
+# ---- data set tools: inspect, compute-weights, ingest, preview, precompute-mels ---------------------------
+
+def _parse_notes(value: str) -> tuple[int, ...]:
+    try:
+        notes = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise CliError(f"--notes must be comma-separated MIDI numbers, got {value!r}") from None
+    if any(not 0 <= n <= 127 for n in notes):
+        raise CliError(f"--notes must be MIDI numbers 0..127, got {value!r}")
+    return notes
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+@main.command("inspect")
+@click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
+@click.option("--png", type=click.Path(path_type=Path), default=None,
+              help="Also write a PNG of the mel spectrograms of 4 rows spread over the set.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full summary (every parameter) as JSON.")
+def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
+    """Summarise a data set: schema, attributes, splits, label statistics, loudness, modulations."""
+    from datagen.dataset import DatasetError
+    from datagen.inspect import plot_mels, summarize
+
+    if png is not None:
+        check_writable(png)
+    try:
+        s = summarize(data)
+        rows = plot_mels(data, png) if png is not None else None
+    except DatasetError as e:
+        raise CliError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps({**s, "png_rows": rows}, indent=1))
+        return
+    a = s["attrs"]
+    fc = a["feature_config"] or {}
+    click.echo(f"{s['path']}: {a['n_presets']} presets, {a['n_rows']} rows; tier {a['tier']}"
+               + (" (real presets)" if a["tier"] == 0 else f", seed {a['seed']}"))
+    if a["source_folder"]:
+        click.echo(f"  source folder: {a['source_folder']}")
+    click.echo(f"  registry {a['registry_fingerprint']} ("
+               + ("matches the installed vita" if s["registry_matches"] else "DIFFERS from the installed vita")
+               + f"); wavetable catalog {a['catalog_size']} tables ({a['wavetable_catalog_fingerprint']})")
+    click.echo(f"  notes {a['notes']} at {a['sample_rate']} Hz; mel {fc.get('n_mels')} bands (n_fft "
+               f"{fc.get('n_fft')}, hop {fc.get('hop_length')}, {fc.get('f_min'):g}-{fc.get('f_max'):g} Hz, "
+               f"{fc.get('duration'):g} s)")
+    click.echo(f"  rejections: {a['rejections'] or 'none'}")
+    click.echo("datasets:")
+    for name, d in s["schema"].items():
+        click.echo(f"  {name:<22} {str(tuple(d['shape'])):<20} {d['dtype']}")
+    click.echo("splits: " + ", ".join(f"{k} {v['rows']} rows / {v['presets']} presets" for k, v in s["splits"].items()))
+    click.echo("rms: " + "  ".join(f"{k} {v:.4f}" for k, v in s["rms"].items()) + f"   (peak max {s['peak_max']:.3f})")
+    m = s["modulations"]
+    click.echo(f"modulation connections per preset: mean {m['mean']:.2f}, min {m['min']}, max {m['max']} "
+               f"({m['presets_without']} presets without)")
+    w = s["wavetables"]
+    click.echo(f"wavetables: {w['distinct']} distinct catalog tables, {w['init_fraction']:.0%} of oscillators on init")
+    c = s["continuous"]
+    click.echo(f"continuous: {c['n']} parameters, {c['n_sampled']} sampled, {_fmt(c['n_varied'])} differ from "
+               f"init somewhere, {_fmt(c['n_sampled_never_varied'])} sampled but never varied")
+    by_name = {p["name"]: p for p in c["params"]}
+    click.echo("  least varied:")
+    for name in c["least_varied"]:
+        p = by_name[name]
+        differs = "-" if p["differs_from_init"] is None else f"{p['differs_from_init']:.0%}"
+        click.echo(f"    {name:<28} differs {differs:>4}  mean {p['mean']:.3f}  std {p['std']:.3f}"
+                   f"  [{p['min']:.3f}, {p['max']:.3f}]")
+    k = s["categorical"]
+    by_name = {p["name"]: p for p in k["params"]}
+    click.echo(f"categorical: {k['n']} parameters, {k['n_sampled']} sampled, {k['n_all_classes_seen']} show every "
+               f"class, {k['n_constant']} constant")
+    click.echo("  fewest distinct: " + ", ".join(
+        f"{n} {by_name[n]['distinct']}/{by_name[n]['n_classes']}" for n in k["fewest_distinct"]))
+    if s["importance"] is not None:
+        click.echo(f"importance weights: stored ({len(s['importance'])} continuous parameters)")
+    if rows is not None:
+        click.echo(f"wrote {png} (mels of rows {', '.join(map(str, rows))})")
+
+
+@main.command("compute-weights")
+@click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
+@click.option("--presets", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Train-split presets to average over.")
+@click.option("--delta", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Perturbation of a normalised control.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render threads.")
+@click.option("--param", "params", multiple=True, help="Measure only these continuous controls (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def compute_weights_command(data: Path, presets: int, delta: float, workers: int, params: tuple[str, ...],
+                            quiet: bool) -> None:
+    """Measure per-parameter importance (perturb, render, compare log-mels) and store it in the data set."""
+    import os
+
+    import numpy as np
+
+    from datagen.dataset import DatasetError
+    from datagen.weights import compute_weights
+
+    if data.exists() and not os.access(data, os.W_OK):
+        raise CliError(f"{data}: is not writable (the weights are stored in the data set)")
+    try:
+        w = compute_weights(data, presets=presets, delta=delta, workers=workers, params=list(params) or None,
+                            show_progress=not quiet)
+    except (DatasetError, ValueError) as e:
+        raise CliError(str(e)) from None
+    from datagen.registry import load_registry
+
+    names = [p.name for p in load_registry().continuous]
+    order = np.argsort(w)
+    click.echo(f"{data}: stored importance_continuous ({len(w)} parameters, mean {w.mean():.3f})")
+    click.echo("  most important:  " + ", ".join(f"{names[i]} {w[i]:.2f}" for i in order[::-1][:8]))
+    click.echo("  least important: " + ", ".join(f"{names[i]} {w[i]:.3g}" for i in order[:8]))
+
+
+@main.command("ingest")
+@click.argument("folder", metavar="PRESET_DIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes rendered per preset.")
+@click.option("--length", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds of audio per render.")
+@click.option("--note-length", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="Seconds the key is held.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render worker processes.")
+@click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest_command(folder: Path, output: Path, notes: str, length: float, note_length: float, workers: int,
+                   no_audio: bool, quiet: bool) -> None:
+    """Turn a folder of real .vital presets into a data set (generate's schema, tier 0)."""
+    from datagen.dataset import DatasetError
+    from datagen.ingest import ingest
+    from datagen.render import RenderConfig
+
+    note_list = _parse_notes(notes)
+    if not folder.is_dir():
+        raise CliError(f"{folder}: no such folder")
+    check_writable(output)
+    try:
+        stats = ingest(folder, output, notes=note_list, workers=workers, store_audio=not no_audio,
+                       render=RenderConfig(render_length=length, note_length=note_length), show_progress=not quiet)
+    except (DatasetError, ValueError) as e:
+        raise CliError(str(e)) from None
+    click.echo(f"{stats['output']}: {stats['presets']} of {stats['files']} presets, {stats['rows']} rows in "
+               f"{stats['seconds']:.1f} s; skipped {stats['skipped'] or 'none'}; clipped {stats['clipped']}; "
+               f"catalog {stats['catalog_size']} tables ({stats['real_tables']} from the presets)")
+
+
+@main.command("preview")
+@click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
+@click.option("--row", type=int, required=True, help="Row index.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="WAV file to write (default: play it, if the sounddevice package is installed).")
+def preview_command(data: Path, row: int, output: Path | None) -> None:
+    """Write (or play) one row's audio; re-rendered from its labels when the set stores no audio."""
+    from datagen.dataset import DatasetError
+    from datagen.inspect import row_audio
+    from datagen.render import RenderError
+
+    if output is not None:
+        check_writable(output)
+    try:
+        r = row_audio(data, row)
+    except (DatasetError, RenderError) as e:
+        raise CliError(str(e)) from None
+    what = f"row {r.row} (preset {r.preset_index}, note {r.midi_note}, " + (
+        "re-rendered from its labels)" if r.rendered else "stored audio)")
+    if output is None:
+        try:
+            import sounddevice
+        except (ImportError, OSError):
+            raise CliError("cannot play audio here (no sounddevice package); pass -o out.wav to write a file") from None
+        click.echo(f"playing {what}")
+        sounddevice.play(r.audio, r.sample_rate)
+        sounddevice.wait()
+        return
+    import soundfile as sf
+
+    sf.write(str(output), r.audio, r.sample_rate, subtype="FLOAT")
+    click.echo(f"wrote {output}: {what}, {len(r.audio) / r.sample_rate:g} s")
+
+
+@main.command("precompute-mels")
+@click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
+@click.option("--n-mels", type=click.IntRange(min=1), default=None, help="Mel bands [default: the set's].")
+@click.option("--n-fft", type=click.IntRange(min=16), default=None, help="STFT size [default: the set's].")
+@click.option("--hop-length", type=click.IntRange(min=1), default=None, help="STFT hop [default: the set's].")
+@click.option("--f-min", type=click.FloatRange(min=0, min_open=True), default=None, help="Hz [default: the set's].")
+@click.option("--f-max", type=click.FloatRange(min=0, min_open=True), default=None, help="Hz [default: the set's].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write a copy with the new mels (default: rewrite DATA.h5 in place).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def precompute_mels_command(data: Path, n_mels, n_fft, hop_length, f_min, f_max, output: Path | None,
+                            quiet: bool) -> None:
+    """Recompute the mel dataset from the stored audio with another feature configuration."""
+    import os
+
+    from datagen.dataset import DatasetError
+    from datagen.inspect import open_checked
+    from datagen.remel import config_for, recompute_mels
+
+    try:
+        attrs = open_checked(data, need=("mel", "midi_note"))
+        config = config_for(attrs, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length, f_min=f_min, f_max=f_max)
+    except (DatasetError, ValueError) as e:
+        raise CliError(str(e)) from None
+    if output is not None:
+        check_writable(output)
+    elif not os.access(data, os.W_OK):
+        raise CliError(f"{data}: is not writable; pass -o to write a copy")
+    try:
+        r = recompute_mels(data, config, output=output, show_progress=not quiet)
+    except DatasetError as e:
+        raise CliError(str(e)) from None
+    click.echo(f"{r['output']}: recomputed {r['rows']} mels, {tuple(r['old_shape'])} -> {tuple(r['shape'])} per row "
+               f"in {r['seconds']:.1f} s" + ("" if not r["in_place"] else
+                                            " (in place; `h5repack` reclaims the old mels' space)"))

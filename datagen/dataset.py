@@ -156,10 +156,18 @@ def merge(shards: list[Path], output: Path) -> dict:
     if not shards:
         raise DatasetError("no shard files given")
     metas = [read_attrs(s) for s in shards]
-    volatile = {"shard", "n_rows", "n_presets", "complete", "rejections", "first_index"}
+    volatile = {"shard", "n_rows", "n_presets", "complete", "rejections", "first_index", "manifest"}
     base = {k: v for k, v in metas[0].items() if k not in volatile}
+
+    def run_args(meta: dict) -> dict:  # the generation arguments, less which shard this file is
+        args = json.loads(meta.get("manifest", "{}"))
+        args.get("config", {}).pop("shard", None)
+        return args
+
     for s, m in zip(shards[1:], metas[1:]):
         diff = sorted(k for k in base if m.get(k) != base[k])
+        if run_args(m) != run_args(metas[0]):
+            diff.append("generation arguments")
         if diff:
             raise DatasetError(f"{s}: differs from {shards[0]} in {', '.join(diff)}")
     with h5py.File(shards[0], "r") as f:
@@ -185,9 +193,38 @@ def merge(shards: list[Path], output: Path) -> dict:
             f.create_virtual_dataset(n, layout)
         for k, v in base.items():
             f.attrs[k] = v
+        manifest = json.loads(metas[0]["manifest"])
+        manifest["config"]["shard"] = [0, 1]
+        f.attrs["manifest"] = json.dumps(manifest, sort_keys=True)
+        f.attrs["first_index"] = metas[0]["first_index"]
         f.attrs["n_rows"] = total
         f.attrs["n_presets"] = sum(m["n_presets"] for m in metas)
         f.attrs["shards"] = json.dumps([str(s) for s in shards])
         f.attrs["complete"] = True
     tmp.replace(output)
     return read_attrs(output)
+
+
+def preset_from_row(row: dict[str, np.ndarray], *, registry, catalog=None):
+    """Rebuild the Preset a row's labels describe (continuous, categorical, wavetable, modulation).
+
+    row: one row's arrays (`continuous`, `categorical`, `wavetable`, `modulation`), in the column order of
+    the registry (check `registry_fingerprint` first). catalog: the data set's wavetable catalog
+    (`datagen.wavetables.Catalog.from_json(attrs["wavetable_catalog"])`); -1 means the init table.
+    Controls that are not labels (LFO shapes, the noise sample) come from the init preset.
+    """
+    from datagen.preset import Preset, init_preset
+
+    base = init_preset(registry)
+    cont = dict(zip((p.name for p in registry.continuous), (float(x) for x in row["continuous"])))
+    cat = dict(zip((p.name for p in registry.categorical), (int(x) for x in row["categorical"])))
+    tables = tuple(None if int(i) < 0 else catalog[int(i)].data for i in row["wavetable"])
+    return Preset(continuous=cont, categorical=cat, wavetables=tables,
+                  modulations=decode_modulations(np.asarray(row["modulation"]), registry),
+                  meta=dict(base.meta), extras=dict(base.extras))
+
+
+def load_catalog(attrs: dict):
+    from datagen.wavetables import Catalog
+
+    return Catalog.from_json(attrs["wavetable_catalog"])

@@ -96,7 +96,8 @@ class Stats:
 # ---- worker side ---------------------------------------------------------------------------------------
 
 def _handler(config: GenerateConfig):
-    """Built once per worker process: returns request (index, attempt) -> result dict."""
+    """Built once per worker process (then forked per request, so every request starts from this state).
+    Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text) -> (notes, samples)."""
     import torch
 
     from datagen.features import log_mel
@@ -109,11 +110,12 @@ def _handler(config: GenerateConfig):
     sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry)
     renderer = Renderer(config.render, registry=registry)
 
-    def handle(request: tuple[int, int]) -> dict:
-        index, attempt = request
+    def handle(request: tuple) -> dict | np.ndarray:
+        if request[0] == "render":
+            return renderer.render_notes(request[1], config.notes)
+        _, index, attempt = request
         preset = sampler.sample(index, attempt)
-        renderer.load(preset)
-        audio = np.stack([renderer.render_loaded(note) for note in config.notes])  # (notes, samples)
+        audio = renderer.render_notes(preset, config.notes)  # (notes, samples)
         if not np.all(np.isfinite(audio)):
             return {"rejected": "non-finite"}
         peak = np.abs(audio).max(axis=-1)
@@ -175,7 +177,7 @@ class _Run:
         from datagen.isolation import Worker
 
         if not hasattr(self.local, "worker"):
-            self.local.worker = Worker(_handler, self.config, timeout=300.0)
+            self.local.worker = Worker(_handler, self.config, timeout=300.0, fork=True)
             with self.lock:
                 self.workers.append(self.local.worker)
         return self.local.worker
@@ -185,7 +187,7 @@ class _Run:
 
         for attempt in range(MAX_ATTEMPTS):
             try:
-                result = self.worker().call((index, attempt), label=f"preset {index} attempt {attempt}")
+                result = self.worker().call(("sample", index, attempt), label=f"preset {index} attempt {attempt}")
             except WorkerCrash as e:
                 log.warning("%s", e)
                 result = {"rejected": "crash"}
@@ -281,6 +283,35 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     return {"presets": len(indices), "rows": attrs["n_rows"], "generated": stats.accepted,
             "rejected": dict(stats.rejected), "rejection_rate": stats.rejection_rate, "seconds": stats.seconds,
             "output": str(output)}
+
+
+class LabelRenderer:
+    """Renders presets exactly as `generate` rendered a data set's rows (same worker state, forked per
+    request), so labels re-rendered reproduce the stored audio. `render(preset) -> (notes, samples)`."""
+
+    def __init__(self, config: GenerateConfig):
+        from datagen.isolation import Worker
+
+        self._worker = Worker(_handler, config, timeout=300.0, fork=True)
+
+    def render(self, preset) -> np.ndarray:
+        return self._worker.call(("render", preset.to_vital_text()), label=f"preset {preset.name!r}")
+
+    def close(self) -> None:
+        self._worker.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def config_of(attrs: dict) -> GenerateConfig:
+    """The GenerateConfig a data set was made with (from its manifest attribute)."""
+    d = json.loads(attrs["manifest"])["config"]
+    return GenerateConfig(**{**d, "notes": tuple(d["notes"]), "shard": tuple(d["shard"]),
+                             "render": RenderConfig(**d["render"]), "features": FeatureConfig(**d["features"])})
 
 
 def _prepare_parts(parts: Path, manifest: dict) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import signal
 from typing import Any, Callable
 
@@ -33,7 +34,16 @@ class WorkerCrash(RuntimeError):
 RenderCrash = WorkerCrash  # the name callers of the render engine know it by
 
 
-def _serve(conn, init: Callable[..., Callable[[Any], Any]], args: tuple) -> None:
+def _answer(handler, label: str, request: Any, poison: str | None) -> tuple[str, Any]:
+    if poison and poison in label:
+        ctypes.string_at(0)  # dereference NULL: SIGSEGV
+    try:
+        return ("ok", handler(request))
+    except Exception as e:  # an error is an answer, not a crash
+        return ("error", f"{e}")
+
+
+def _serve(conn, init: Callable[..., Callable[[Any], Any]], args: tuple, fork: bool) -> None:
     handler = init(*args)
     poison = os.environ.get(INJECT_SEGFAULT_ENV)
     while True:
@@ -41,17 +51,39 @@ def _serve(conn, init: Callable[..., Callable[[Any], Any]], args: tuple) -> None
         if msg is None:
             return
         label, request = msg
-        if poison and poison in label:
-            ctypes.string_at(0)  # dereference NULL: SIGSEGV
+        conn.send(_forked(handler, label, request, poison) if fork else _answer(handler, label, request, poison))
+
+
+def _forked(handler, label: str, request: Any, poison: str | None) -> tuple[str, Any]:
+    """Answer in a forked child of this (pristine) process: every request starts from the same state, and a
+    segfault kills only the child. Vital's random generators depend on process history, so this is what
+    makes a render a pure function of its request."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: answer, write, exit without running any cleanup of the parent's objects
+        os.close(read_fd)
         try:
-            conn.send(("ok", handler(request)))
-        except Exception as e:  # an error is an answer, not a crash
-            conn.send(("error", f"{e}"))
+            data = pickle.dumps(_answer(handler, label, request, poison), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) or not data:
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return ("crash", _describe_exit(code))
+    return pickle.loads(data)
 
 
 class Worker:
-    def __init__(self, init: Callable[..., Callable[[Any], Any]], *args, timeout: float = 120.0):
-        self.init, self.args = init, args  # init must be importable by name (spawned process)
+    """fork=True answers every request in a fresh fork of the worker as `init` left it (deterministic,
+    ~0.1 s extra per request for Vital's buffers); fork=False reuses the worker's state (faster)."""
+
+    def __init__(self, init: Callable[..., Callable[[Any], Any]], *args, timeout: float = 120.0, fork: bool = False):
+        self.init, self.args, self.fork = init, args, fork  # init must be importable by name (spawned process)
         self.timeout = timeout  # seconds one request may take before the worker is treated as hung
         self.crashes = 0
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited Synth or threads
@@ -60,7 +92,8 @@ class Worker:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_serve, args=(child, self.init, self.args), daemon=True)
+        self._proc = self._ctx.Process(target=_serve, args=(child, self.init, self.args, self.fork),
+                                        daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
@@ -84,6 +117,9 @@ class Worker:
             self._reset()
             self.crashes += 1
             raise WorkerCrash(f"{label} crashed the Vital renderer ({why}); the worker was restarted")
+        if status == "crash":  # a forked child died; the worker itself is fine
+            self.crashes += 1
+            raise WorkerCrash(f"{label} crashed the Vital renderer ({payload})")
         if status == "error":
             raise _HandlerError(payload)
         return payload

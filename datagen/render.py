@@ -11,6 +11,10 @@ Vital pitfalls this module is built around (each has a test in tests/test_render
   only ever written into the JSON, and `Preset.to_vital` refuses names outside vita's allowlist.
 - Oscillators start at a random phase unless `osc_N_random_phase` is 0, so two renders of one preset differ
   sample by sample; compare renders by magnitude spectra, or zero the random phase (`deterministic()`).
+- Vital's random generators (random LFOs, unison, noise, ...) depend on the process's history (renders and
+  Synths created before), and neither `load_json` nor a new Synth resets them: the same preset can render
+  differently in two processes (spectral distance up to ~1.5 on sampled presets). Data sets therefore render
+  each preset in a fork of a pristine worker (`datagen.isolation.Worker(fork=True)`), which is exact.
 - Some values segfault the process outright (out-of-range `chorus_voices`); `datagen.isolation` renders in a
   worker process for anything that did not come from our own `Preset` clamping.
 """
@@ -53,12 +57,17 @@ class Renderer:
     GIL while loading and rendering, so threads with their own Renderers scale)."""
 
     def __init__(self, config: RenderConfig = RenderConfig(), *, registry: Registry | None = None):
-        import vita
-
         self.config = config
         self.registry = registry
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over with a fresh Synth (its random generators in their initial state)."""
+        import vita
+
+        self._synth = None  # the old Synth is freed first; no control handle of it survives
         self._synth = vita.Synth()
-        self._synth.set_sample_rate(float(config.sample_rate))
+        self._synth.set_sample_rate(float(self.config.sample_rate))
 
     def load(self, preset: Preset | str) -> None:
         """Load a Preset or a `.vital` JSON string into the Synth."""
@@ -77,6 +86,12 @@ class Renderer:
     def render(self, preset: Preset | str, *, note: int = 60) -> np.ndarray:
         self.load(preset)
         return self.render_loaded(note)
+
+    def render_notes(self, preset: Preset | str, notes: tuple[int, ...]) -> np.ndarray:
+        """(len(notes), n_samples) (or (len(notes), 2, n_samples) in stereo), reloading before each note so
+        no note hears the previous one's tail."""
+        text = preset if isinstance(preset, str) else preset.to_vital_text(self.registry)
+        return np.stack([self.render(text, note=n) for n in notes])
 
 
 def deterministic(preset: Preset) -> Preset:

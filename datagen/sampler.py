@@ -41,7 +41,7 @@ _MODULATORS = re.compile(r"^(lfo_[1-8]|random_[1-4]|env_[3-6])$")
 _FIXED = re.compile(
     r"(_view_2d|view_spectrogram|_transpose_quantize|^effect_chain_order|^polyphony|^voice_|^mpe_|^legato|"
     r"^portamento|^pitch_bend_range|^beats_per_minute|^bypass|^volume|^velocity_track|^oversampling|"
-    r"^stereo_|^pitch_wheel|^mod_wheel|_midi_track|^macro_control|_on$|_destination$)"
+    r"^stereo_|^pitch_wheel|^mod_wheel|_midi_track|^macro_control|_on$|_destination$|_random_phase$)"
 )
 
 # Normalised [lo, hi] ranges that keep a note audible within a 2 s render (Vital's raw units are
@@ -144,6 +144,9 @@ class Sampler:
         n_osc = int(rng.integers(1, N_OSCILLATORS + 1))
         on = set(rng.choice(N_OSCILLATORS, size=n_osc, replace=False).tolist())
         for i in range(N_OSCILLATORS):
+            # Vital draws a random start phase from a global RNG unless this is 0: with two oscillators at
+            # one pitch the phase decides what cancels, so labels would not determine the audio.
+            cont[f"osc_{i + 1}_random_phase"] = 0.0
             cat[f"osc_{i + 1}_on"] = int(i in on)
             cat[f"osc_{i + 1}_destination"] = int(rng.choice([0, 1, 2, 4]))
         cat["sample_on"] = int(rng.random() < self.config.p_sample_on)
@@ -161,7 +164,7 @@ class Sampler:
                         extras=dict(self._base.extras))
         if self.config.tier >= 3:
             preset = replace(preset, modulations=self._modulations(rng, preset))
-        return preset
+        return _as_float32(preset)
 
     def wavetable_indices(self, preset: Preset) -> list[int]:
         """Catalog index per oscillator (-1: the init preset's table)."""
@@ -200,3 +203,14 @@ class Sampler:
             out.append(Modulation(source=src, destination=dst, amount=amount, bipolar=bool(rng.random() < 0.5),
                                   power=power, stereo=bool(rng.random() < 0.2)))
         return tuple(out)
+
+
+def _as_float32(preset: Preset) -> Preset:
+    """Round values to the float32 precision data sets store them at, so the stored labels rebuild the very
+    preset that was rendered (a last-bit difference can change feedback-heavy sounds audibly)."""
+    f32 = lambda x: float(np.float32(x))  # noqa: E731
+    return replace(
+        preset,
+        continuous={k: f32(v) for k, v in preset.continuous.items()},
+        modulations=tuple(replace(m, amount=f32(m.amount), power=f32(m.power)) for m in preset.modulations),
+    )

@@ -251,15 +251,21 @@ def tables_from_presets(folder: str | Path) -> list[Wavetable]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
             log.warning("%s: skipped, no readable wavetables (%s: %s)", path, e.__class__.__name__, e)
             continue
-        for data in tables[:N_OSCILLATORS]:
-            if not isinstance(data, dict) or not _components(data):
-                log.warning("%s: skipped a wavetable without components", path)
+        skipped = []
+        for i, data in enumerate(tables[:N_OSCILLATORS]):
+            try:
+                if not _components(data):
+                    raise ValueError("no components")
+                h = content_hash(data)  # ValueError for NaN/inf, which JSON cannot carry back
+            except ValueError as e:
+                skipped.append(f"#{i + 1} ({e})")
                 continue
-            h = content_hash(data)
             if h in seen:
                 continue
             seen.add(h)
             out.append(Wavetable(name=_unique_name(f"{path.stem}/{data.get('name', '')}", names), data=data))
+        if skipped:
+            log.warning("%s: skipped %d wavetable(s): %s", path, len(skipped), ", ".join(skipped))
     return out
 
 
