@@ -52,3 +52,51 @@ def bench_render(presets: list[Preset], *, rounds: int = 3, note: int = 60) -> d
     n = rounds * len(presets)
     return {"renders": n, "raw_renders_per_s": n / raw_s, "engine_renders_per_s": n / eng_s,
             "ratio": raw_s / eng_s}
+
+
+def bench_generate(*, n_presets: int = 24, tiers: tuple[int, ...] = (1, 2, 3), workdir: Path) -> dict:
+    """Generation throughput as a ratio to raw vita in the same run, scaling from 1 to 2 workers, bytes per
+    row with and without audio, and rejection rate per tier.
+
+    raw vita: one Synth, `load_json` + `render` of each note of the same sampled presets (attempt 0), in one
+    thread. Generation renders every attempt (rejected ones too), so its rate counts attempts x notes.
+    """
+    import vita
+
+    from datagen.generate import GenerateConfig, generate
+    from datagen.sampler import Sampler, SamplerConfig
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out: dict = {"n_presets": n_presets, "tiers": {}}
+    for tier in tiers:
+        config = GenerateConfig(tier=tier, n_presets=n_presets, seed=1)
+        sampler = Sampler(SamplerConfig(tier=tier, seed=1))
+        texts = [sampler.sample(i).to_vital_text() for i in range(n_presets)]
+        synth = vita.Synth()
+        r = config.render
+        t0 = time.perf_counter()
+        for text in texts:
+            for note in config.notes:
+                synth.load_json(text)
+                synth.render(note, r.velocity, r.note_length, r.render_length)
+        raw_rate = n_presets * len(config.notes) / (time.perf_counter() - t0)
+        row = {"raw_renders_per_s": raw_rate}
+        for workers in (1, 2):
+            path = workdir / f"tier{tier}_w{workers}.h5"
+            stats = generate(path, config, workers=workers, show_progress=False)
+            attempts = stats["generated"] + sum(stats["rejected"].values())
+            rate = attempts * len(config.notes) / stats["seconds"]
+            row[f"renders_per_s_{workers}w"] = rate
+            row[f"presets_per_s_{workers}w"] = stats["generated"] / stats["seconds"]
+            row["rejection_rate"] = stats["rejection_rate"]
+            row["rejected"] = stats["rejected"]
+            row["bytes_per_row"] = path.stat().st_size / stats["rows"]
+        row["ratio_per_worker"] = row["renders_per_s_1w"] / raw_rate
+        row["scaling_2w"] = row["renders_per_s_2w"] / row["renders_per_s_1w"]
+        path = workdir / f"tier{tier}_noaudio.h5"
+        stats = generate(path, GenerateConfig(tier=tier, n_presets=n_presets, seed=1, store_audio=False),
+                         workers=2, show_progress=False)
+        row["bytes_per_row_no_audio"] = path.stat().st_size / stats["rows"]
+        out["tiers"][tier] = row
+    return out
