@@ -95,6 +95,29 @@ def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
 
 
 
+@main.command("bench-generate")
+@click.option("-n", "--count", type=click.IntRange(min=2), default=24, show_default=True, help="Presets per run.")
+@click.option("--tiers", default="1,2,3", show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("data/bench"), show_default=True)
+def bench_generate(count: int, tiers: str, workdir: Path) -> None:
+    """Generation throughput vs raw vita, 1 -> 2 worker scaling, bytes per row, rejection rate per tier."""
+    import shutil
+
+    from datagen.benchmark import bench_generate as run
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    result = run(n_presets=count, tiers=tuple(int(t) for t in tiers.split(",")), workdir=workdir)
+    click.echo("| tier | raw vita renders/s | 1 worker | ratio/worker | 2 workers | scaling | rejection | "
+               "KB/row | KB/row no audio |")
+    click.echo("|---|---|---|---|---|---|---|---|---|")
+    for tier, r in result["tiers"].items():
+        click.echo(f"| {tier} | {r['raw_renders_per_s']:.2f} | {r['renders_per_s_1w']:.2f} | "
+                   f"{r['ratio_per_worker']:.2f} | {r['renders_per_s_2w']:.2f} | {r['scaling_2w']:.2f}x | "
+                   f"{r['rejection_rate']:.0%} {r['rejected']} | {r['bytes_per_row'] / 1024:.0f} | "
+                   f"{r['bytes_per_row_no_audio'] / 1024:.0f} |")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in value.split("/"))
@@ -254,7 +277,8 @@ def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
               help="Train-split presets to average over.")
 @click.option("--delta", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Perturbation of a normalised control.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render threads.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Render worker processes (forked per render, so results do not depend on this).")
 @click.option("--param", "params", multiple=True, help="Measure only these continuous controls (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compute_weights_command(data: Path, presets: int, delta: float, workers: int, params: tuple[str, ...],

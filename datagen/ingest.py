@@ -1,0 +1,272 @@
+"""`datagen ingest`: real `.vital` presets -> a data set in `generate`'s HDF5 schema (one row per preset x note).
+
+Labels come from the preset as `datagen.preset.read_vital` reads it: continuous and categorical controls,
+modulations (at most 64; connections outside vita's allowlist are dropped and reported at INFO by the
+reader), and per oscillator a wavetable index into a catalog that is the default procedural catalog extended
+with every table found in the folder (`tables_from_presets`), so every readable table has an index and the
+procedural indices mean what they mean in generated sets.
+
+The audio is a render of that Preset (`Preset.to_vital`, with values rounded to the float32 the labels are
+stored in), not of the raw file: what the reader dropped (unknown keys, unlisted modulations) is not heard
+either, so labels and audio agree. Custom LFO shapes and samples (`Preset.extras`) are heard but are not
+labels: `preset_from_row` puts the init preset's in their place.
+
+Renders run in crash-isolated worker processes (`datagen.isolation.Worker`, forked per preset like
+`generate`'s, so the audio is a pure function of the preset and the notes): a preset that segfaults Vital is
+reported in one warning line and skipped. So are unreadable files, presets Vital refuses, non-finite output
+and silent presets (peak below `min_peak` at every note). Audio above full scale is clipped to [-1, 1]
+before it is stored and featurised (counted as "clipped"; `peak` keeps the unclipped value). All results are
+held in memory until the file is written: ~0.7 MB per preset at 3 notes x 2 s.
+
+Attributes follow `generate` (tier 0 = real presets; seed 0), plus `source_folder` and `preset_files` (the
+path of every `.vital` file relative to the folder; `preset_index` indexes this list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, encode_modulations, split_of, write_h5
+from datagen.features import FeatureConfig
+from datagen.render import RenderConfig
+
+log = logging.getLogger(__name__)
+
+TIER_REAL = 0  # the `tier` attr of a data set of real presets
+
+
+def _handler(render: RenderConfig, features: FeatureConfig, min_peak: float):
+    """Built once per worker process, then forked per request (as `generate` does: Vital's state depends on
+    process history, so every preset renders from the same pristine state): (vital JSON text, notes) -> result
+    dict."""
+    import torch
+
+    from datagen.features import log_mel
+    from datagen.render import Renderer
+
+    torch.set_num_threads(1)  # log_mel beside vita's threads is 50x slower with torch's default pool
+    renderer = Renderer(render)
+
+    def handle(request: tuple[str, tuple[int, ...]]) -> dict:
+        text, notes = request
+        audio = renderer.render_notes(text, notes)  # (notes, samples) float32, history-free
+        if not np.all(np.isfinite(audio)):
+            return {"rejected": "non-finite"}
+        peak = np.abs(audio).max(axis=-1)
+        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
+        if np.all(peak < min_peak):
+            return {"rejected": "silent"}
+        clipped = np.clip(audio, -1.0, 1.0)
+        return {"audio": np.round(clipped * PCM_SCALE).astype(np.int16),
+                "mel": log_mel(clipped, features).astype(np.float16),
+                "rms": rms.astype(np.float32), "peak": peak.astype(np.float32), "clipped": bool(peak.max() > 1.0)}
+
+    return handle
+
+
+class _SkipFiles(logging.Filter):
+    """Drops `tables_from_presets` warnings about files already reported (one warning line per file)."""
+
+    def __init__(self, paths: set):
+        super().__init__()
+        self.paths = {str(p) for p in paths}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and str(record.args[0]) in self.paths)
+
+
+def _tables(folder: Path, reported: set) -> list:
+    """`tables_from_presets(folder)`, without a second warning for the files in `reported`."""
+    from datagen.wavetables import log as wavetable_log, tables_from_presets
+
+    quiet = _SkipFiles(reported)
+    wavetable_log.addFilter(quiet)
+    try:
+        return tables_from_presets(folder)
+    finally:
+        wavetable_log.removeFilter(quiet)
+
+
+def as_stored(preset):
+    """The preset with its continuous values and modulation amounts/powers rounded to float32, as the data set
+    stores them: rendering this (not the float64 original) makes the stored labels reproduce the audio."""
+    from dataclasses import replace
+
+    f32 = lambda x: float(np.float32(x))  # noqa: E731
+    return replace(preset, continuous={k: f32(v) for k, v in preset.continuous.items()},
+                   modulations=tuple(replace(m, amount=f32(m.amount), power=f32(m.power)) for m in preset.modulations))
+
+
+def labels_of(preset, registry, catalog) -> dict[str, np.ndarray]:
+    """One preset's label arrays (continuous, categorical, wavetable, modulation) and its hash, as `generate`
+    stores them. A table that is not in the catalog (unreadable, so `tables_from_presets` skipped it) is -1."""
+    from datagen.wavetables import lookup
+
+    cont = np.array([preset.continuous[p.name] for p in registry.continuous], np.float32)
+    cat = np.array([preset.categorical[p.name] for p in registry.categorical], np.int32)
+    found = [None if t is None else lookup(t, catalog) for t in preset.wavetables]
+    wt = np.array([-1 if i is None else i for i in found], np.int16)
+    mod = encode_modulations(preset.modulations, registry)
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (cont, cat, wt, mod))).hexdigest()[:16]
+    return {"continuous": cont, "categorical": cat, "wavetable": wt, "modulation": mod, "hash": digest}
+
+
+def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
+           render: RenderConfig = RenderConfig(), features: FeatureConfig | None = None, store_audio: bool = True,
+           workers: int = 1, min_peak: float = 1e-4, timeout: float = 300.0, show_progress: bool = False) -> dict:
+    """Render and label every `.vital` file below `folder` into the data set `output` (which must not exist).
+
+    features default to FeatureConfig(duration=render.render_length) at the render's sample rate.
+    Returns: files, presets (kept), rows, skipped (reason -> count), clipped, catalog_size, real_tables,
+    seconds, output. Raises DatasetError (no presets, nothing renderable, output exists), ValueError.
+    """
+    from tqdm import tqdm
+
+    from datagen.isolation import Worker, WorkerCrash
+    from datagen.preset import PresetError, find_presets, read_vital
+    from datagen.registry import load_registry
+    from datagen.wavetables import default_catalog
+
+    folder, output = Path(folder), Path(output)
+    notes = tuple(int(n) for n in notes)
+    if not notes or any(not 0 <= n <= 127 for n in notes):
+        raise ValueError(f"notes must be MIDI numbers 0..127, got {notes}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    features = features or FeatureConfig(sample_rate=render.sample_rate, duration=render.render_length)
+    if features.sample_rate != render.sample_rate:
+        raise ValueError("render and feature sample rates differ")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such folder")
+    paths = find_presets(folder)
+    if not paths:
+        raise DatasetError(f"{folder}: no .vital presets in this folder")
+    if output.exists():
+        raise DatasetError(f"{output} exists; delete it or choose another output path")
+
+    t0 = time.perf_counter()
+    registry = load_registry()
+    skipped: Counter = Counter()
+    jobs, unreadable = [], set()  # (file index, path, preset); paths read_vital refused
+    for i, path in enumerate(paths):
+        try:
+            jobs.append((i, path, as_stored(read_vital(path, registry=registry))))
+        except PresetError as e:
+            log.warning("%s; skipped", e)
+            skipped["unreadable"] += 1
+            unreadable.add(path)
+    catalog = default_catalog().extend(_tables(folder, unreadable))
+
+    local = threading.local()
+    lock = threading.Lock()
+    workers_made: list = []
+
+    def worker():
+        if not hasattr(local, "worker"):
+            local.worker = Worker(_handler, render, features, min_peak, timeout=timeout, fork=True)
+            with lock:
+                workers_made.append(local.worker)
+        return local.worker
+
+    def one(job) -> dict | None:
+        i, path, preset = job
+        rel = path.relative_to(folder).as_posix()
+        try:
+            text = preset.to_vital_text(registry)
+            result = worker().call((text, notes), label=f"preset {rel!r}")
+        except WorkerCrash as e:  # before RuntimeError: a crash is one too
+            log.warning("%s; skipped", e)
+            return {"rejected": "crash"}
+        except (RuntimeError, PresetError) as e:  # Vital refused it (e.g. saved by a newer Vital)
+            log.warning("preset %r: %s; skipped", rel, e)
+            return {"rejected": "refused"}
+        finally:
+            bar.update(1)
+        if "rejected" in result:
+            log.warning("preset %r: %s output; skipped", rel, result["rejected"])
+        return result
+
+    with tqdm(total=len(jobs), unit="preset", disable=not show_progress, desc="ingest", dynamic_ncols=True) as bar:
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, jobs))
+        finally:
+            for w in workers_made:
+                w.close()
+
+    chunks, clipped = [], 0
+    k = len(notes)
+    for (i, path, preset), result in zip(jobs, results):
+        if "rejected" in result:
+            skipped[result["rejected"]] += 1
+            continue
+        clipped += result["clipped"]
+        lab = labels_of(preset, registry, catalog)
+        rows = {
+            "mel": result["mel"],
+            "continuous": np.repeat(lab["continuous"][None], k, 0),
+            "categorical": np.repeat(lab["categorical"][None], k, 0),
+            "wavetable": np.repeat(lab["wavetable"][None], k, 0),
+            "modulation": np.repeat(lab["modulation"][None], k, 0),
+            "midi_note": np.array(notes, np.int16),
+            "preset_index": np.full(k, i, np.int64),
+            "preset_hash": np.array([lab["hash"].encode()] * k, "S16"),
+            "split": np.full(k, split_of(lab["hash"]), np.uint8),
+            "rms": result["rms"], "peak": result["peak"],
+        }
+        if store_audio:
+            rows["audio"] = result["audio"]
+        chunks.append(rows)
+    if clipped:
+        log.warning("%d preset(s) exceed full scale; their audio was clipped to [-1, 1]", clipped)
+    if not chunks:
+        raise DatasetError(f"{folder}: none of {len(paths)} preset(s) could be rendered ({dict(skipped)})")
+
+    n_presets = len(chunks)
+    config = {"notes": list(notes), "render": dataclasses.asdict(render), "features": dataclasses.asdict(features),
+              "store_audio": store_audio, "min_peak": min_peak}
+    manifest = {"config": config, "registry_fingerprint": registry.fingerprint,
+                "catalog_fingerprint": catalog.fingerprint, "schema_version": SCHEMA_VERSION,
+                "source_folder": str(folder.resolve())}
+    attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "registry_fingerprint": registry.fingerprint,
+        "registry": json.dumps(registry.describe()),
+        "continuous_names": json.dumps([p.name for p in registry.continuous]),
+        "categorical_names": json.dumps([p.name for p in registry.categorical]),
+        "sources": json.dumps(list(registry.sources)),
+        "destinations": json.dumps(list(registry.destinations)),
+        "sampled_params": json.dumps(sorted(p.name for p in registry.params)),  # a real preset sets them all
+        "sampled_modules": json.dumps([m.name for m in registry.modules]),
+        "tier": TIER_REAL,
+        "seed": 0,
+        "sample_rate": render.sample_rate,
+        "render_config": json.dumps(dataclasses.asdict(render)),
+        "feature_config": features.to_json(),
+        "wavetable_catalog": catalog.to_json(),
+        "wavetable_catalog_fingerprint": catalog.fingerprint,
+        "notes": json.dumps(list(notes)),
+        "shard": json.dumps([0, 1]),
+        "first_index": 0,
+        "n_presets": n_presets,
+        "n_rows": n_presets * k,
+        "audio_scale": 1.0 / PCM_SCALE,
+        "manifest": json.dumps(manifest, sort_keys=True),
+        "rejections": json.dumps(dict(skipped)),
+        "source_folder": str(folder.resolve()),
+        "preset_files": json.dumps([p.relative_to(folder).as_posix() for p in paths]),
+    }
+    write_h5(output, iter(chunks), n_presets * k, attrs)
+    return {"files": len(paths), "presets": n_presets, "rows": n_presets * k, "skipped": dict(skipped),
+            "clipped": clipped, "catalog_size": len(catalog), "real_tables": len(catalog) - len(default_catalog()),
+            "seconds": time.perf_counter() - t0, "output": str(output)}
