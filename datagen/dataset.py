@@ -21,6 +21,7 @@ The dense modulation tensor (4, 32 sources, 428 destinations) is 219 KB per row;
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -76,6 +77,50 @@ def decode_modulations(slots: np.ndarray, registry) -> tuple:
                    bipolar=bool(b), power=float(p), stereo=bool(st))
         for s, d, a, b, p, st in slots if s >= 0
     )
+
+
+def as_stored(preset):
+    """The preset at the precision data sets store labels (float32 continuous values, modulation amounts and
+    powers). Render this, not the float64 original, so the stored labels rebuild exactly what was rendered:
+    a last-bit difference changes feedback-heavy sounds audibly."""
+    from dataclasses import replace
+
+    f32 = lambda x: float(np.float32(x))  # noqa: E731
+    return replace(preset, continuous={k: f32(v) for k, v in preset.continuous.items()},
+                   modulations=tuple(replace(m, amount=f32(m.amount), power=f32(m.power)) for m in preset.modulations))
+
+
+def labels_of(preset, registry, catalog=None) -> dict:
+    """One preset's label arrays as data sets store them, and its hash (identity for the split rule).
+    A wavetable not in the catalog (or the init table) is -1."""
+    from datagen.wavetables import lookup
+
+    cont = np.array([preset.continuous[p.name] for p in registry.continuous], np.float32)
+    cat = np.array([preset.categorical[p.name] for p in registry.categorical], np.int32)
+    found = [None if t is None or catalog is None else lookup(t, catalog) for t in preset.wavetables]
+    wt = np.array([-1 if i is None else i for i in found], np.int16)
+    mod = encode_modulations(preset.modulations, registry)
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (cont, cat, wt, mod))).hexdigest()[:16]
+    return {"continuous": cont, "categorical": cat, "wavetable": wt, "modulation": mod, "hash": digest}
+
+
+def preset_rows(index: int, labels: dict, *, notes: tuple[int, ...], mel: np.ndarray, rms: np.ndarray,
+                peak: np.ndarray, audio: np.ndarray | None) -> dict[str, np.ndarray]:
+    """One preset's len(notes) rows: labels repeated per note; mel (notes, n_mels, frames), rms/peak
+    (notes,), audio (notes, samples) int16 or None."""
+    k = len(notes)
+    rows = {
+        "mel": mel,
+        **{name: np.repeat(labels[name][None], k, 0) for name in ("continuous", "categorical", "wavetable", "modulation")},
+        "midi_note": np.array(notes, np.int16),
+        "preset_index": np.full(k, index, np.int64),
+        "preset_hash": np.array([labels["hash"].encode()] * k, "S16"),
+        "split": np.full(k, split_of(labels["hash"]), np.uint8),
+        "rms": rms, "peak": peak,
+    }
+    if audio is not None:
+        rows["audio"] = audio
+    return rows
 
 
 def dense_modulation(slots: np.ndarray, n_sources: int, n_destinations: int) -> np.ndarray:

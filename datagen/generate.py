@@ -14,7 +14,6 @@ attempt), the result is byte-for-byte the data set an uninterrupted run writes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, encode_modulations, read_attrs, split_of, write_h5
+from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, labels_of, preset_rows, read_attrs, write_h5
 from datagen.features import FeatureConfig
 from datagen.render import RenderConfig
 from datagen.sampler import SamplerConfig
@@ -124,42 +123,17 @@ def _handler(config: GenerateConfig):
             return {"rejected": "silent"}
         if np.any(peak >= config.max_peak):
             return {"rejected": "clipped"}
-        cont = np.array([preset.continuous[p.name] for p in registry.continuous], np.float32)
-        cat = np.array([preset.categorical[p.name] for p in registry.categorical], np.int32)
-        wt = np.array(sampler.wavetable_indices(preset), np.int16)
-        mod = encode_modulations(preset.modulations, registry)
-        digest = hashlib.sha256(b"".join(a.tobytes() for a in (cont, cat, wt, mod))).hexdigest()[:16]
         return {
+            "labels": labels_of(preset, registry, sampler.catalog),
             "audio": np.round(audio * PCM_SCALE).astype(np.int16) if config.store_audio else None,
             "mel": log_mel(audio, config.features).astype(np.float16),
-            "continuous": cont, "categorical": cat, "wavetable": wt, "modulation": mod,
-            "rms": rms.astype(np.float32), "peak": peak.astype(np.float32), "hash": digest,
+            "rms": rms.astype(np.float32), "peak": peak.astype(np.float32),
         }
 
     return handle
 
 
 # ---- parent side ---------------------------------------------------------------------------------------
-
-def _rows(index: int, result: dict, notes: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Expand one preset's result into len(notes) rows."""
-    k = len(notes)
-    rows = {
-        "mel": result["mel"],
-        "continuous": np.repeat(result["continuous"][None], k, 0),
-        "categorical": np.repeat(result["categorical"][None], k, 0),
-        "wavetable": np.repeat(result["wavetable"][None], k, 0),
-        "modulation": np.repeat(result["modulation"][None], k, 0),
-        "midi_note": np.array(notes, np.int16),
-        "preset_index": np.full(k, index, np.int64),
-        "preset_hash": np.array([result["hash"].encode()] * k, "S16"),
-        "split": np.full(k, split_of(result["hash"]), np.uint8),
-        "rms": result["rms"], "peak": result["peak"],
-    }
-    if result["audio"] is not None:
-        rows["audio"] = result["audio"]
-    return rows
-
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -203,7 +177,11 @@ class _Run:
         raise RuntimeError(f"preset {index}: {MAX_ATTEMPTS} attempts rejected; the sampler is broken")
 
     def chunk(self, c: int, indices: range) -> None:
-        rows = [_rows(i, self.one(i), self.config.notes) for i in indices]
+        rows = []
+        for i in indices:
+            r = self.one(i)
+            rows.append(preset_rows(i, r["labels"], notes=self.config.notes, mel=r["mel"], rms=r["rms"],
+                                    peak=r["peak"], audio=r["audio"]))
         path = self.parts / f"chunk_{c:06d}.npz"
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, **_concat(rows))

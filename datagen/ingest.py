@@ -25,7 +25,6 @@ path of every `.vital` file relative to the folder; `preset_index` indexes this 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, encode_modulations, split_of, write_h5
+from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, as_stored, labels_of, preset_rows, write_h5
 from datagen.features import FeatureConfig
 from datagen.render import RenderConfig
 
@@ -95,30 +94,6 @@ def _tables(folder: Path, reported: set) -> list:
         return tables_from_presets(folder)
     finally:
         wavetable_log.removeFilter(quiet)
-
-
-def as_stored(preset):
-    """The preset with its continuous values and modulation amounts/powers rounded to float32, as the data set
-    stores them: rendering this (not the float64 original) makes the stored labels reproduce the audio."""
-    from dataclasses import replace
-
-    f32 = lambda x: float(np.float32(x))  # noqa: E731
-    return replace(preset, continuous={k: f32(v) for k, v in preset.continuous.items()},
-                   modulations=tuple(replace(m, amount=f32(m.amount), power=f32(m.power)) for m in preset.modulations))
-
-
-def labels_of(preset, registry, catalog) -> dict[str, np.ndarray]:
-    """One preset's label arrays (continuous, categorical, wavetable, modulation) and its hash, as `generate`
-    stores them. A table that is not in the catalog (unreadable, so `tables_from_presets` skipped it) is -1."""
-    from datagen.wavetables import lookup
-
-    cont = np.array([preset.continuous[p.name] for p in registry.continuous], np.float32)
-    cat = np.array([preset.categorical[p.name] for p in registry.categorical], np.int32)
-    found = [None if t is None else lookup(t, catalog) for t in preset.wavetables]
-    wt = np.array([-1 if i is None else i for i in found], np.int16)
-    mod = encode_modulations(preset.modulations, registry)
-    digest = hashlib.sha256(b"".join(a.tobytes() for a in (cont, cat, wt, mod))).hexdigest()[:16]
-    return {"continuous": cont, "categorical": cat, "wavetable": wt, "modulation": mod, "hash": digest}
 
 
 def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
@@ -205,28 +180,14 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
                 w.close()
 
     chunks, clipped = [], 0
-    k = len(notes)
     for (i, path, preset), result in zip(jobs, results):
         if "rejected" in result:
             skipped[result["rejected"]] += 1
             continue
         clipped += result["clipped"]
-        lab = labels_of(preset, registry, catalog)
-        rows = {
-            "mel": result["mel"],
-            "continuous": np.repeat(lab["continuous"][None], k, 0),
-            "categorical": np.repeat(lab["categorical"][None], k, 0),
-            "wavetable": np.repeat(lab["wavetable"][None], k, 0),
-            "modulation": np.repeat(lab["modulation"][None], k, 0),
-            "midi_note": np.array(notes, np.int16),
-            "preset_index": np.full(k, i, np.int64),
-            "preset_hash": np.array([lab["hash"].encode()] * k, "S16"),
-            "split": np.full(k, split_of(lab["hash"]), np.uint8),
-            "rms": result["rms"], "peak": result["peak"],
-        }
-        if store_audio:
-            rows["audio"] = result["audio"]
-        chunks.append(rows)
+        chunks.append(preset_rows(i, labels_of(preset, registry, catalog), notes=notes, mel=result["mel"],
+                                  rms=result["rms"], peak=result["peak"],
+                                  audio=result["audio"] if store_audio else None))
     if clipped:
         log.warning("%d preset(s) exceed full scale; their audio was clipped to [-1, 1]", clipped)
     if not chunks:
@@ -259,14 +220,14 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
         "shard": json.dumps([0, 1]),
         "first_index": 0,
         "n_presets": n_presets,
-        "n_rows": n_presets * k,
+        "n_rows": n_presets * len(notes),
         "audio_scale": 1.0 / PCM_SCALE,
         "manifest": json.dumps(manifest, sort_keys=True),
         "rejections": json.dumps(dict(skipped)),
         "source_folder": str(folder.resolve()),
         "preset_files": json.dumps([p.relative_to(folder).as_posix() for p in paths]),
     }
-    write_h5(output, iter(chunks), n_presets * k, attrs)
-    return {"files": len(paths), "presets": n_presets, "rows": n_presets * k, "skipped": dict(skipped),
+    write_h5(output, iter(chunks), n_presets * len(notes), attrs)
+    return {"files": len(paths), "presets": n_presets, "rows": n_presets * len(notes), "skipped": dict(skipped),
             "clipped": clipped, "catalog_size": len(catalog), "real_tables": len(catalog) - len(default_catalog()),
             "seconds": time.perf_counter() - t0, "output": str(output)}

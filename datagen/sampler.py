@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from datagen.dataset import as_stored
 from datagen.preset import N_OSCILLATORS, Modulation, Preset, init_preset
 from datagen.registry import Registry, load_registry
 
@@ -164,17 +165,7 @@ class Sampler:
                         extras=dict(self._base.extras))
         if self.config.tier >= 3:
             preset = replace(preset, modulations=self._modulations(rng, preset))
-        return _as_float32(preset)
-
-    def wavetable_indices(self, preset: Preset) -> list[int]:
-        """Catalog index per oscillator (-1: the init preset's table)."""
-        from datagen.wavetables import lookup
-
-        out = []
-        for wt in preset.wavetables:
-            found = None if wt is None or self.catalog is None else lookup(wt, self.catalog)
-            out.append(-1 if found is None else found)
-        return out
+        return as_stored(preset)
 
     def _modulations(self, rng: np.random.Generator, preset: Preset) -> tuple[Modulation, ...]:
         reg = self.registry
@@ -204,13 +195,3 @@ class Sampler:
                                   power=power, stereo=bool(rng.random() < 0.2)))
         return tuple(out)
 
-
-def _as_float32(preset: Preset) -> Preset:
-    """Round values to the float32 precision data sets store them at, so the stored labels rebuild the very
-    preset that was rendered (a last-bit difference can change feedback-heavy sounds audibly)."""
-    f32 = lambda x: float(np.float32(x))  # noqa: E731
-    return replace(
-        preset,
-        continuous={k: f32(v) for k, v in preset.continuous.items()},
-        modulations=tuple(replace(m, amount=f32(m.amount), power=f32(m.power)) for m in preset.modulations),
-    )

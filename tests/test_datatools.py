@@ -16,7 +16,7 @@ from datagen.cli import main
 from datagen.dataset import encode_modulations, load_catalog, preset_from_row, read_attrs
 from datagen.features import FeatureConfig, log_mel
 from datagen.generate import GenerateConfig, generate
-from datagen.ingest import labels_of
+from datagen.dataset import labels_of
 from datagen.isolation import INJECT_SEGFAULT_ENV
 from datagen.preset import read_vital, shared_presets_dir, write_vital
 from datagen.render import RenderConfig

@@ -7,7 +7,7 @@ import vita
 
 from datagen.preset import (SYNTH_VERSION, Modulation, Preset, PresetError, read_vital, write_vital)
 from datagen.render import Renderer, deterministic
-from tests.conftest import log_spectrum, perturbed, require_shared_presets, shared_presets, write_json
+from tests.conftest import log_spectrum, perturbed, require_shared_presets, shared_presets
 
 STEP = 1e-6  # one float32 step of a normalised value (Vital stores controls as float32)
 
