@@ -145,8 +145,11 @@ def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
               help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Presets per resumable chunk.")
+@click.option("--wavetables-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Add the wavetables of every .vital file below this folder to the catalog.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size, quiet):
+def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size,
+             wavetables_from, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
     from datagen.features import FeatureConfig
@@ -165,7 +168,8 @@ def generate(tier, n_presets, output, workers, seed, notes, length, note_length,
     try:
         config = GenerateConfig(
             tier=tier, n_presets=n_presets, seed=seed, notes=note_list, store_audio=not no_audio, shard=shard,
-            chunk_size=chunk_size, render=RenderConfig(render_length=length, note_length=note_length),
+            chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
+            render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
         stats = run(output, config, workers=workers, show_progress=not quiet)
     except (ValueError, DatasetError) as e:

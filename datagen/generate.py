@@ -47,6 +47,7 @@ class GenerateConfig:
     store_audio: bool = True
     shard: tuple[int, int] = (0, 1)  # (i, N): this file holds the i-th of N contiguous index ranges
     chunk_size: int = 16  # presets per resumable chunk
+    wavetables_from: str | None = None  # folder of .vital files whose tables join the procedural catalog
     min_rms: float = 1e-3  # below: silent (-60 dBFS)
     min_peak: float = 1e-2
     max_peak: float = 1.0  # at or above: clipped
@@ -64,6 +65,13 @@ class GenerateConfig:
         if self.render.sample_rate != self.features.sample_rate:
             raise ValueError("render and feature sample rates differ")
         SamplerConfig(tier=self.tier)  # validates the tier
+
+    def catalog(self):
+        """The wavetable catalog of this run: procedural tables, then any found under `wavetables_from`."""
+        from datagen.wavetables import default_catalog, tables_from_presets
+
+        catalog = default_catalog()
+        return catalog.extend(tables_from_presets(self.wavetables_from)) if self.wavetables_from else catalog
 
     @property
     def indices(self) -> range:
@@ -106,7 +114,7 @@ def _handler(config: GenerateConfig):
 
     torch.set_num_threads(1)  # one core per worker; parallelism comes from the workers
     registry = load_registry()
-    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry)
+    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=config.catalog())
     renderer = Renderer(config.render, registry=registry)
 
     def handle(request: tuple) -> dict | np.ndarray:
@@ -194,13 +202,11 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
 
     from datagen.registry import load_registry
     from datagen.sampler import Sampler, sampled_modules
-    from datagen.wavetables import default_catalog
-
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     output = Path(output)
     registry = load_registry()
-    catalog = default_catalog()
+    catalog = config.catalog()
     manifest = config.manifest(registry.fingerprint, catalog.fingerprint)
     if output.exists():
         return _existing(output, config, registry.fingerprint)

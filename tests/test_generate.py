@@ -219,3 +219,24 @@ def test_incomplete_file_and_leftover_parts_with_other_arguments(tmp_path):
     (parts / "manifest.json").write_text(json.dumps({"config": {"tier": 3}}))
     r = _cli("generate", "--tier", 1, "-n", 2, "-o", out2, *FAST)
     assert r.exit_code == 2 and "interrupted run with different arguments" in r.output
+
+
+def test_wavetables_from_a_preset_folder_join_the_catalog(tmp_path, init, registry):
+    from dataclasses import replace
+
+    from datagen.preset import write_vital
+    from datagen.wavetables import default_catalog, wave_from_samples
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    t = np.arange(2048) / 2048
+    table = wave_from_samples("odd", [np.sign(np.sin(2 * np.pi * t)).astype(np.float32) * 0.5
+                                      + np.sin(6 * np.pi * t).astype(np.float32) * 0.5])
+    write_vital(replace(init, wavetables=(table.data, None, None)), folder / "p.vital", registry=registry)
+    out = tmp_path / "wt.h5"
+    r = _cli("generate", "--tier", 2, "-n", 3, "-o", out, "--wavetables-from", folder, *FAST)
+    assert r.exit_code == 0, r.output
+    catalog = load_catalog(read_attrs(out))
+    assert len(catalog) == len(default_catalog()) + 1 and catalog.names[-1] == "p/odd"
+    r = _cli("generate", "--tier", 2, "-n", 3, "-o", tmp_path / "x.h5", "--wavetables-from", tmp_path / "nope")
+    assert r.exit_code == 2 and "does not exist" in r.output
