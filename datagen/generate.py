@@ -34,6 +34,7 @@ from datagen.sampler import SamplerConfig
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 50  # per preset; a sampler that needs more is broken, not unlucky
+_REJECTED = "_rejected"  # chunk-file entry: that chunk's rejection counts (JSON), not a column
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,14 @@ class Stats:
 
 def _handler(config: GenerateConfig):
     """Built once per worker process (then forked per request, so every request starts from this state).
-    Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text) -> (notes, samples)."""
-    import torch
+    Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text) -> (notes, samples).
 
-    from datagen.features import log_mel
+    No torch here: the mel is computed by the parent, so the process forked per request stays small (a fork
+    of a process holding torch costs ~30 ms, of one holding only vita ~15 ms)."""
     from datagen.registry import load_registry
     from datagen.render import Renderer
     from datagen.sampler import Sampler
 
-    torch.set_num_threads(1)  # one core per worker; parallelism comes from the workers
     registry = load_registry()
     sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=config.catalog())
     renderer = Renderer(config.render, registry=registry)
@@ -131,12 +131,8 @@ def _handler(config: GenerateConfig):
             return {"rejected": "silent"}
         if np.any(peak >= config.max_peak):
             return {"rejected": "clipped"}
-        return {
-            "labels": labels_of(preset, registry, sampler.catalog),
-            "audio": np.round(audio * PCM_SCALE).astype(np.int16) if config.store_audio else None,
-            "mel": log_mel(audio, config.features).astype(np.float16),
-            "rms": rms.astype(np.float32), "peak": peak.astype(np.float32),
-        }
+        return {"labels": labels_of(preset, registry, sampler.catalog), "audio": audio,
+                "rms": rms.astype(np.float32), "peak": peak.astype(np.float32)}
 
     return handle
 
@@ -148,12 +144,19 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 class _Run:
-    def __init__(self, config: GenerateConfig, parts: Path, workers: int, progress):
+    """Work is handed out per preset (so workers stay balanced), stored per chunk (so a kill loses little):
+    a chunk file is written, atomically, by whichever thread completes its last preset."""
+
+    def __init__(self, config: GenerateConfig, parts: Path, todo: list[tuple[int, range]], progress):
         self.config, self.parts, self.progress = config, parts, progress
         self.stats = Stats()
         self.lock = threading.Lock()
         self.local = threading.local()
         self.workers: list = []
+        self.chunks = dict(todo)
+        self.queue = iter([(c, i) for c, idx in todo for i in idx])
+        self.done: dict[int, dict[int, dict]] = {c: {} for c, _ in todo}  # chunk -> index -> rows
+        self.rejected: dict[int, Counter] = {c: Counter() for c, _ in todo}  # chunk -> reason -> count
 
     def worker(self):
         from datagen.isolation import Worker
@@ -164,7 +167,7 @@ class _Run:
                 self.workers.append(self.local.worker)
         return self.local.worker
 
-    def one(self, index: int) -> dict:
+    def one(self, index: int, rejected: Counter) -> dict:
         from datagen.isolation import WorkerCrash
 
         for attempt in range(MAX_ATTEMPTS):
@@ -176,23 +179,43 @@ class _Run:
             with self.lock:
                 if "rejected" in result:
                     self.stats.rejected[result["rejected"]] += 1
+                    rejected[result["rejected"]] += 1
                     continue
                 self.stats.accepted += 1
-            self.progress.update(1)
-            with self.lock:
+                self.progress.update(1)
                 self.progress.set_postfix(rejected=f"{self.stats.rejection_rate:.0%}", refresh=False)
             return result
         raise RuntimeError(f"preset {index}: {MAX_ATTEMPTS} attempts rejected; the sampler is broken")
 
-    def chunk(self, c: int, indices: range) -> None:
-        rows = []
-        for i in indices:
-            r = self.one(i)
-            rows.append(preset_rows(i, r["labels"], notes=self.config.notes, mel=r["mel"], rms=r["rms"],
-                                    peak=r["peak"], audio=r["audio"]))
+    def work(self) -> None:
+        """One thread: take presets until none is left."""
+        from datagen.features import log_mel
+
+        while True:
+            with self.lock:
+                item = next(self.queue, None)
+            if item is None:
+                return
+            c, i = item
+            r = self.one(i, self.rejected[c])
+            audio = r["audio"]  # (notes, samples) float32
+            rows = preset_rows(
+                i, r["labels"], notes=self.config.notes, rms=r["rms"], peak=r["peak"],
+                mel=log_mel(audio, self.config.features).astype(np.float16),
+                audio=np.round(audio * PCM_SCALE).astype(np.int16) if self.config.store_audio else None)
+            with self.lock:
+                self.done[c][i] = rows
+                complete = len(self.done[c]) == len(self.chunks[c])
+            if complete:
+                self.save(c)
+
+    def save(self, c: int) -> None:
+        rows = self.done.pop(c)
         path = self.parts / f"chunk_{c:06d}.npz"
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **_concat(rows))
+        # the chunk's rejections travel with it, so a resumed run still reports the whole run's counts
+        np.savez(tmp, **_concat([rows[i] for i in self.chunks[c]]),
+                 **{_REJECTED: np.array(json.dumps(self.rejected[c]))})
         tmp.replace(path)  # atomic: a chunk file exists only when complete
 
 
@@ -202,6 +225,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
 
     from datagen.registry import load_registry
     from datagen.sampler import Sampler, sampled_modules
+
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     output = Path(output)
@@ -219,15 +243,20 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     done_presets = len(indices) - sum(len(idx) for _, idx in todo)
     if done_presets:
         log.info("resuming: %d of %d presets already generated in %s", done_presets, len(indices), parts)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # mels are computed in the worker threads, one core each (restored below)
     t0 = time.perf_counter()
     with tqdm(total=len(indices), initial=done_presets, unit="preset", disable=not show_progress,
               desc=f"tier {config.tier}", dynamic_ncols=True) as bar:
-        run = _Run(config, parts, workers, bar)
+        run = _Run(config, parts, todo, bar)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for f in [pool.submit(run.chunk, c, idx) for c, idx in todo]:
+                for f in [pool.submit(run.work) for _ in range(workers)]:
                     f.result()
         finally:
+            torch.set_num_threads(threads)
             for w in run.workers:
                 w.close()
     stats = run.stats
@@ -235,6 +264,10 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
 
     chunk_files = [parts / f"chunk_{c:06d}.npz" for c in range(len(chunks))]
     n_rows = len(indices) * len(config.notes)
+    rejected = Counter()
+    for path in chunk_files:
+        with np.load(path) as z:
+            rejected.update(json.loads(str(z[_REJECTED])))
     sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=catalog)
     attrs = {
         "schema_version": SCHEMA_VERSION,
@@ -260,9 +293,9 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
         "n_rows": n_rows,
         "audio_scale": 1.0 / PCM_SCALE,
         "manifest": json.dumps(manifest, sort_keys=True),
-        "rejections": json.dumps(dict(stats.rejected)),
+        "rejections": json.dumps(dict(rejected)),
     }
-    write_h5(output, (dict(np.load(p)) for p in chunk_files), n_rows, attrs)
+    write_h5(output, ({k: v for k, v in np.load(p).items() if k != _REJECTED} for p in chunk_files), n_rows, attrs)
     shutil.rmtree(parts)
     return {"presets": len(indices), "rows": attrs["n_rows"], "generated": stats.accepted,
             "rejected": dict(stats.rejected), "rejection_rate": stats.rejection_rate, "seconds": stats.seconds,

@@ -136,6 +136,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert f"resuming: {done} of 10 presets already generated" in r.stderr
     assert not parts.exists()
     _assert_same_dataset(clean, out)
+    assert read_attrs(out)["rejections"] == read_attrs(clean)["rejections"]  # counts survive the kill
     # and running it again finds it complete
     again = subprocess.run(_generate_cmd(out), cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and "already complete" in again.stderr
