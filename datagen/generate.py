@@ -103,6 +103,24 @@ class Stats:
 
 # ---- worker side ---------------------------------------------------------------------------------------
 
+def level(audio: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-note RMS and peak of (notes, samples) audio, float32."""
+    return {"rms": np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1)).astype(np.float32),
+            "peak": np.abs(audio).max(axis=-1).astype(np.float32)}
+
+
+def rejection(audio: np.ndarray, config: GenerateConfig) -> str | None:
+    """Why a (notes, samples) render is unusable ("non-finite", "silent", "clipped"), or None."""
+    if not np.all(np.isfinite(audio)):
+        return "non-finite"
+    lv = level(audio)
+    if np.any(lv["rms"] < config.min_rms) or np.any(lv["peak"] < config.min_peak):
+        return "silent"
+    if np.any(lv["peak"] >= config.max_peak):
+        return "clipped"
+    return None
+
+
 def _handler(config: GenerateConfig):
     """Built once per worker process (then forked per request, so every request starts from this state).
     Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text) -> (notes, samples).
@@ -123,16 +141,10 @@ def _handler(config: GenerateConfig):
         _, index, attempt = request
         preset = sampler.sample(index, attempt)
         audio = renderer.render_notes(preset, config.notes)  # (notes, samples)
-        if not np.all(np.isfinite(audio)):
-            return {"rejected": "non-finite"}
-        peak = np.abs(audio).max(axis=-1)
-        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
-        if np.any(rms < config.min_rms) or np.any(peak < config.min_peak):
-            return {"rejected": "silent"}
-        if np.any(peak >= config.max_peak):
-            return {"rejected": "clipped"}
-        return {"labels": labels_of(preset, registry, sampler.catalog), "audio": audio,
-                "rms": rms.astype(np.float32), "peak": peak.astype(np.float32)}
+        reason = rejection(audio, config)
+        if reason:
+            return {"rejected": reason}
+        return {"labels": labels_of(preset, registry, sampler.catalog), "audio": audio, **level(audio)}
 
     return handle
 
