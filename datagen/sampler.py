@@ -48,6 +48,7 @@ _FIXED = re.compile(
 # Normalised [lo, hi] ranges that keep a note audible within a 2 s render (Vital's raw units are
 # display-transformed: the amp envelope's attack is quartic in seconds, levels are quadratic in gain).
 _RANGES = {
+    "env_1_delay": (0.0, 0.15),  # the amp envelope's delay: uniform over its range silenced ~1 in 4 presets
     "env_1_attack": (0.0, 0.35),  # raw^4 seconds: <= 0.48 s
     "env_1_hold": (0.0, 0.2),
     "env_1_sustain": (0.2, 1.0),
