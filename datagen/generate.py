@@ -224,10 +224,11 @@ class _Run:
     def save(self, c: int) -> None:
         rows = self.done.pop(c)
         path = self.parts / f"chunk_{c:06d}.npz"
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        # the chunk's rejections travel with it, so a resumed run still reports the whole run's counts
-        np.savez(tmp, **_concat([rows[i] for i in self.chunks[c]]),
-                 **{_REJECTED: np.array(json.dumps(self.rejected[c]))})
+        tmp = path.with_name(path.name + ".tmp")  # not matched by chunk_*.npz
+        with open(tmp, "wb") as f:
+            # the chunk's rejections travel with it, so a resumed run still reports the whole run's counts
+            np.savez(f, **_concat([rows[i] for i in self.chunks[c]]),
+                     **{_REJECTED: np.array(json.dumps(self.rejected[c]))})
         tmp.replace(path)  # atomic: a chunk file exists only when complete
 
 

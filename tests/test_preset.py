@@ -201,7 +201,8 @@ def test_normalise_denormalise_round_trip_property(registry, init, data):
     if p.discrete:
         value = data.draw(st.integers(0, p.n_classes - 1))
     else:
-        value = data.draw(st.floats(0.0, 1.0, allow_nan=False))
+        # no subnormals: vita switches the FPU to flush-to-zero for the whole process once it has rendered
+        value = data.draw(st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False))
     preset = init.with_values(**{p.name: value})
     back = Preset.from_vital(preset.to_vital(registry), registry=registry)
     if p.discrete:
