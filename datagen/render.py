@@ -57,17 +57,12 @@ class Renderer:
     GIL while loading and rendering, so threads with their own Renderers scale)."""
 
     def __init__(self, config: RenderConfig = RenderConfig(), *, registry: Registry | None = None):
-        self.config = config
-        self.registry = registry
-        self.reset()
-
-    def reset(self) -> None:
-        """Start over with a fresh Synth (its random generators in their initial state)."""
         import vita
 
-        self._synth = None  # the old Synth is freed first; no control handle of it survives
+        self.config = config
+        self.registry = registry
         self._synth = vita.Synth()
-        self._synth.set_sample_rate(float(self.config.sample_rate))
+        self._synth.set_sample_rate(float(config.sample_rate))
 
     def load(self, preset: Preset | str) -> None:
         """Load a Preset or a `.vital` JSON string into the Synth."""
