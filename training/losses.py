@@ -1,0 +1,260 @@
+"""The training loss of the preset estimator: continuous, categorical and modulation parts, with masks.
+
+Targets (a batch from `training.data.collate`, B rows):
+
+    continuous   (B, n_cont)     float32  normalised [0, 1], registry.continuous order
+    categorical  (B, n_cat)      int64    class index (raw - min), registry.categorical order
+    modulation   (B, 5, S, D)    float32  dense: presence {0,1}, amount [-1,1], bipolar {0,1}, power [-10,10],
+                                          stereo {0,1}; S = 32 sources, D = 428 destinations
+
+Model outputs (a dict, same keys):
+
+    continuous   (B, n_cont)     float32  in [0, 1] (after the sigmoid)
+    categorical  list of (B, n_classes_i) logits, one per *predicted* categorical column, in the order of
+                 `predicted_categorical` (column indices into registry.categorical; huge-range controls such
+                 as `effect_chain_order` are not predicted and have no head)
+    modulation   (B, 5, S, D)    float32  mirrors the target channels: 0 presence logit, 1 amount (after tanh,
+                                          [-1, 1]), 2 bipolar logit, 3 power (raw units, [-10, 10]),
+                                          4 stereo logit
+
+Masks (derived from the registry, never hand lists): a parameter of a module with an on-switch (`osc_2_on`,
+`reverb_on`, ...) is not heard when the target switch is 0, so its error is masked out; the switch itself is
+always learnt. At tiers 1-2 the modules heard only through modulation (LFOs, random generators, env 3-6:
+`Module.needs_modulation`) are never modulated, so they are not heard at all and are masked statically;
+tier 3 and tier 0 (real presets) learn them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+MOD_OUTPUT_CHANNELS = ("presence_logit", "amount", "bipolar_logit", "power", "stereo_logit")
+TIERS = (0, 1, 2, 3)  # 0 = real presets (treated like tier 3)
+NO_SWITCH = -1
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    label_smoothing: float = 0.1  # categorical cross-entropy
+    modulation_pos_weight: float = 100.0  # presence BCE: ~10 positive cells of 32 x 428 = 13,696
+    modulation_warmup_epochs: float = 5.0  # modulation weight ramps 0 -> weight_modulation over this many epochs
+    power_scale: float = 10.0  # power errors are divided by this, so its MSE is on a [-1, 1] scale
+    importance_min: float = 0.1  # clip range of the mean-1 importance weights (see `importance_weights`)
+    importance_max: float = 10.0
+    weight_continuous: float = 1.0
+    weight_categorical: float = 1.0
+    weight_modulation: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class MaskSpec:
+    """Static mask data for one registry and tier. Switch columns index registry.categorical; -1 = none."""
+
+    tier: int
+    continuous_names: tuple[str, ...]
+    categorical_names: tuple[str, ...]
+    categorical_classes: tuple[int, ...]  # Param.n_classes per categorical column
+    continuous_switch: torch.Tensor  # (n_cont,) int64: column of the module's on-switch, or -1
+    categorical_switch: torch.Tensor  # (n_cat,) int64: same; an on-switch is -1 for itself
+    continuous_heard: torch.Tensor  # (n_cont,) float32 0/1: 0 = module only heard through modulation (tiers 1-2)
+    categorical_heard: torch.Tensor  # (n_cat,) float32 0/1
+
+
+def build_mask_spec(registry, *, tier: int) -> MaskSpec:
+    """The on-switch column and the static heard flag of every continuous and categorical parameter."""
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+    column = {p.name: i for i, p in enumerate(registry.categorical)}
+    unheard_tier = tier in (1, 2)
+
+    def switch(p) -> int:
+        s = registry.module_of[p.name].on_switch
+        return NO_SWITCH if s is None or s == p.name else column[s]
+
+    def heard(p) -> float:
+        return 0.0 if unheard_tier and registry.module_of[p.name].needs_modulation else 1.0
+
+    cont, cat = registry.continuous, registry.categorical
+    return MaskSpec(
+        tier=tier,
+        continuous_names=tuple(p.name for p in cont),
+        categorical_names=tuple(p.name for p in cat),
+        categorical_classes=tuple(p.n_classes for p in cat),
+        continuous_switch=torch.tensor([switch(p) for p in cont], dtype=torch.int64),
+        categorical_switch=torch.tensor([switch(p) for p in cat], dtype=torch.int64),
+        continuous_heard=torch.tensor([heard(p) for p in cont], dtype=torch.float32),
+        categorical_heard=torch.tensor([heard(p) for p in cat], dtype=torch.float32),
+    )
+
+
+def _switch_mask(switch: torch.Tensor, heard: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    """(B, n) float 0/1 = heard * (target on-switch != 0, or 1 where there is no switch).
+    switch (n,) int64 with -1 = none; heard (n,) float; categorical (B, n_cat) int targets."""
+    on = (categorical != 0).to(heard.dtype)  # (B, n_cat); the switches are 0/1 controls
+    on = torch.cat([on, on.new_ones(on.shape[0], 1)], dim=1)  # column n_cat: "no switch" is always on
+    index = torch.where(switch < 0, on.shape[1] - 1, switch)
+    return on[:, index] * heard
+
+
+def masks(spec: MaskSpec, categorical_targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-row masks: continuous (B, n_cont) and categorical (B, n_cat) float 0/1."""
+    dev = categorical_targets.device
+    return {
+        "continuous": _switch_mask(spec.continuous_switch.to(dev), spec.continuous_heard.to(dev),
+                                   categorical_targets),
+        "categorical": _switch_mask(spec.categorical_switch.to(dev), spec.categorical_heard.to(dev),
+                                    categorical_targets),
+    }
+
+
+def importance_weights(raw: torch.Tensor | None, *, n: int, low: float = 0.1, high: float = 10.0) -> torch.Tensor:
+    """(n,) float32 loss weights from the data set's `importance_continuous`: scaled to mean 1, then clipped
+    to [low, high]. None -> ones (a warning is the caller's job).
+
+    Why clip: the measured weights are dominated by envelope timing (env_1_delay is 82.6x the mean: a long
+    delay silences the note), so unclipped a handful of controls would carry most of the continuous loss and
+    the others would hardly be learnt. Clipping keeps the ordering of the measurement within a 100:1 range.
+    The clipped weights are not renormalised (their mean drops slightly below 1)."""
+    if raw is None:
+        return torch.ones(n)
+    w = torch.as_tensor(raw, dtype=torch.float32).flatten()
+    if w.numel() != n:
+        raise ValueError(f"importance has {w.numel()} weights, the registry has {n} continuous parameters")
+    mean = w.mean()
+    if not (torch.isfinite(w).all() and mean > 0):
+        raise ValueError("importance weights must be finite with a positive mean")
+    return (w / mean).clamp(low, high)
+
+
+def modulation_ramp(epoch: float, warmup_epochs: float) -> float:
+    """Linear warm-up factor in [0, 1]: 0 at epoch 0, 1 from `warmup_epochs` on (1 at once if warmup <= 0)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return float(min(max(epoch / warmup_epochs, 0.0), 1.0))
+
+
+class PresetLoss(torch.nn.Module):
+    """Total loss = w_c * continuous + w_k * categorical + ramp(epoch) * w_m * modulation.
+
+    forward returns a dict of 0-dim tensors: "loss" (differentiable) and, detached for logging,
+    "loss/continuous", "loss/categorical", "loss/modulation" (the sum of the five modulation parts, before
+    its weight), "loss/modulation_presence|amount|power|bipolar|stereo", and "modulation_weight"
+    (ramp * w_m, the factor applied to "loss/modulation")."""
+
+    def __init__(self, *, spec: MaskSpec, predicted_categorical: Sequence[int],
+                 importance: torch.Tensor | None, config: LossConfig = LossConfig()):
+        super().__init__()
+        n_cont, n_cat = len(spec.continuous_names), len(spec.categorical_names)
+        predicted = [int(i) for i in predicted_categorical]
+        if len(set(predicted)) != len(predicted) or any(not 0 <= i < n_cat for i in predicted):
+            raise ValueError(f"predicted_categorical must be distinct column indices in [0, {n_cat})")
+        if importance is None:
+            log.warning("no importance weights in the data set (run `python -m datagen compute-weights`); "
+                        "using uniform weights")
+        self.spec = spec
+        self.config = config
+        self.predicted = tuple(predicted)
+        self.register_buffer("importance", importance_weights(
+            importance, n=n_cont, low=config.importance_min, high=config.importance_max))  # (n_cont,)
+        self.register_buffer("predicted_index", torch.tensor(predicted, dtype=torch.int64))  # (n_cat',)
+        for name in ("continuous_switch", "categorical_switch", "continuous_heard", "categorical_heard"):
+            self.register_buffer(name, getattr(spec, name).clone())
+
+    def masks(self, categorical_targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"continuous": _switch_mask(self.continuous_switch, self.continuous_heard, categorical_targets),
+                "categorical": _switch_mask(self.categorical_switch, self.categorical_heard, categorical_targets)}
+
+    def forward(self, outputs: dict, batch: dict, *, epoch: float) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        m = self.masks(batch["categorical"])
+
+        # continuous: importance-weighted squared error, normalised by the number of unmasked entries
+        err = (outputs["continuous"] - batch["continuous"]) ** 2  # (B, n_cont)
+        continuous = (self.importance * m["continuous"] * err).sum() / m["continuous"].sum().clamp_min(1.0)
+
+        categorical = self._categorical(outputs["categorical"], batch["categorical"], m["categorical"])
+        parts = modulation_parts(outputs["modulation"], batch["modulation"], config=cfg)
+        modulation = sum(parts.values())
+        mod_weight = modulation_ramp(epoch, cfg.modulation_warmup_epochs) * cfg.weight_modulation
+
+        total = cfg.weight_continuous * continuous + cfg.weight_categorical * categorical + mod_weight * modulation
+        out = {"loss": total, "loss/continuous": continuous.detach(), "loss/categorical": categorical.detach(),
+               "loss/modulation": modulation.detach()}
+        out.update({f"loss/modulation_{k}": v.detach() for k, v in parts.items()})
+        out["modulation_weight"] = total.new_tensor(mod_weight)
+        return out
+
+    def _categorical(self, logits: Sequence[torch.Tensor], targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Label-smoothed CE summed over unmasked (row, predicted parameter) pairs / their count."""
+        if len(logits) != len(self.predicted):
+            raise ValueError(f"{len(logits)} categorical heads, {len(self.predicted)} predicted parameters")
+        mask = mask[:, self.predicted_index]  # (B, n_cat')
+        if not self.predicted:
+            return mask.new_zeros(())
+        ce = torch.stack([
+            F.cross_entropy(z, targets[:, i].long(), label_smoothing=self.config.label_smoothing, reduction="none")
+            for z, i in zip(logits, self.predicted)
+        ], dim=1)  # (B, n_cat')
+        return (mask * ce).sum() / mask.sum().clamp_min(1.0)
+
+
+def modulation_parts(output: torch.Tensor, target: torch.Tensor, *, config: LossConfig) -> dict[str, torch.Tensor]:
+    """The five modulation terms (0-dim tensors). output/target (B, 5, S, D).
+
+    presence: BCE-with-logits with pos_weight, mean over all B*S*D cells. amount, power, bipolar, stereo: on
+    active cells only (target presence == 1), summed and divided by max(#active, 1); power errors are divided
+    by `power_scale` first."""
+    active = (target[:, 0] > 0.5).to(output.dtype)  # (B, S, D)
+    n_active = active.sum().clamp_min(1.0)
+    pos_weight = output.new_tensor(config.modulation_pos_weight)
+    presence = F.binary_cross_entropy_with_logits(output[:, 0], target[:, 0], pos_weight=pos_weight)
+    amount = (active * (output[:, 1] - target[:, 1]) ** 2).sum() / n_active
+    power = (active * ((output[:, 3] - target[:, 3]) / config.power_scale) ** 2).sum() / n_active
+    bce = lambda c: (active * F.binary_cross_entropy_with_logits(  # noqa: E731
+        output[:, c], target[:, c], reduction="none")).sum() / n_active
+    return {"presence": presence, "amount": amount, "power": power, "bipolar": bce(2), "stereo": bce(4)}
+
+
+@torch.no_grad()
+def metrics(outputs: dict, batch: dict, spec: MaskSpec, predicted_categorical: Sequence[int]) -> dict[str, float]:
+    """Evaluation numbers for one batch (python floats). Ratios whose denominator is 0 are 0.0; the counts
+    beside them let an evaluator aggregate batches exactly.
+
+    continuous_mse: masked, unweighted mean squared error (normalised units); continuous_count: mask sum.
+    categorical_accuracy: masked argmax accuracy over the predicted parameters; categorical_count.
+    modulation_precision / _recall: presence at sigmoid(logit) >= 0.5 (tp, fp, fn counts beside them).
+    modulation_amount_mae: mean |amount error| over true positives (cells present in both)."""
+    m = masks(spec, batch["categorical"])
+    mc = m["continuous"]
+    c_sum = float(mc.sum())
+    sq_err = float((mc * (outputs["continuous"] - batch["continuous"]) ** 2).sum())
+
+    predicted = [int(i) for i in predicted_categorical]
+    correct, k_sum = 0.0, 0.0
+    if predicted:
+        mk = m["categorical"][:, predicted]  # (B, n_cat')
+        guess = torch.stack([z.argmax(dim=1) for z in outputs["categorical"]], dim=1)  # (B, n_cat')
+        correct = float((mk * (guess == batch["categorical"][:, predicted]).to(mk.dtype)).sum())
+        k_sum = float(mk.sum())
+
+    out_mod, tgt_mod = outputs["modulation"], batch["modulation"]
+    pred_on = out_mod[:, 0] >= 0.0  # sigmoid(logit) >= 0.5
+    true_on = tgt_mod[:, 0] > 0.5
+    tp_cells = pred_on & true_on
+    tp, fp, fn = float(tp_cells.sum()), float((pred_on & ~true_on).sum()), float((~pred_on & true_on).sum())
+    amount_err = float((out_mod[:, 1] - tgt_mod[:, 1]).abs()[tp_cells].sum())
+    ratio = lambda a, b: a / b if b > 0 else 0.0  # noqa: E731
+    return {
+        "continuous_mse": ratio(sq_err, c_sum), "continuous_count": c_sum,
+        "categorical_accuracy": ratio(correct, k_sum), "categorical_count": k_sum,
+        "modulation_precision": ratio(tp, tp + fp), "modulation_recall": ratio(tp, tp + fn),
+        "modulation_tp": tp, "modulation_fp": fp, "modulation_fn": fn,
+        "modulation_amount_mae": ratio(amount_err, tp),
+    }
