@@ -290,3 +290,27 @@ def test_metrics_by_hand(registry):
     assert (r["modulation_tp"], r["modulation_fp"], r["modulation_fn"]) == (2, 1, 1)
     assert r["modulation_precision"] == pytest.approx(2 / 3) and r["modulation_recall"] == pytest.approx(2 / 3)
     assert r["modulation_amount_mae"] == pytest.approx(0.2, rel=1e-6)
+
+
+def test_wavetable_loss_counts_only_oscillators_that_are_on(registry):
+    import torch
+    import torch.nn.functional as F
+
+    from training.losses import LossConfig, PresetLoss, build_mask_spec
+
+    spec = build_mask_spec(registry, tier=3)
+    loss = PresetLoss(spec=spec, predicted_categorical=[], importance=torch.ones(len(spec.continuous_names)),
+                      config=LossConfig(label_smoothing=0.0))
+    b, n_cont, n_cat = 2, len(spec.continuous_names), len(spec.categorical_names)
+    cat = torch.zeros(b, n_cat, dtype=torch.int64)
+    on = [spec.categorical_names.index(f"osc_{i}_on") for i in (1, 2, 3)]
+    cat[0, on[0]] = 1  # only oscillator 1 of row 0 is on
+    logits = [torch.randn(b, 5) for _ in range(3)]
+    target = torch.tensor([[2, 3, 4], [0, 1, 2]])
+    batch = {"continuous": torch.zeros(b, n_cont), "categorical": cat, "wavetable": target,
+             "modulation": torch.zeros(b, 5, 32, 428)}
+    outputs = {"continuous": torch.zeros(b, n_cont), "categorical": [], "wavetable": logits,
+               "modulation": torch.full((b, 5, 32, 428), -30.0)}
+    parts = loss(outputs, batch, epoch=0.0)
+    expected = F.cross_entropy(logits[0][:1], target[0, :1])
+    assert parts["loss/wavetable"] == pytest.approx(float(expected), rel=1e-6)

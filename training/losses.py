@@ -51,6 +51,7 @@ class LossConfig:
     weight_continuous: float = 1.0
     weight_categorical: float = 1.0
     weight_modulation: float = 1.0
+    weight_wavetable: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,6 +167,9 @@ class PresetLoss(torch.nn.Module):
         self.register_buffer("predicted_index", torch.tensor(predicted, dtype=torch.int64))  # (n_cat',)
         for name in ("continuous_switch", "categorical_switch", "continuous_heard", "categorical_heard"):
             self.register_buffer(name, getattr(spec, name).clone())
+        # the wavetable of oscillator i is heard only when osc_i_on is 1 (registry.categorical columns)
+        self.register_buffer("osc_switch", torch.tensor(
+            [spec.categorical_names.index(f"osc_{i}_on") for i in (1, 2, 3)], dtype=torch.int64))  # (3,)
 
     def masks(self, categorical_targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"continuous": _switch_mask(self.continuous_switch, self.continuous_heard, categorical_targets),
@@ -184,12 +188,24 @@ class PresetLoss(torch.nn.Module):
         modulation = sum(parts.values())
         mod_weight = modulation_ramp(epoch, cfg.modulation_warmup_epochs) * cfg.weight_modulation
 
-        total = cfg.weight_continuous * continuous + cfg.weight_categorical * categorical + mod_weight * modulation
+        wavetable = self._wavetable(outputs["wavetable"], batch) if "wavetable" in outputs else continuous.new_zeros(())
+
+        total = (cfg.weight_continuous * continuous + cfg.weight_categorical * categorical
+                 + cfg.weight_wavetable * wavetable + mod_weight * modulation)
         out = {"loss": total, "loss/continuous": continuous.detach(), "loss/categorical": categorical.detach(),
-               "loss/modulation": modulation.detach()}
+               "loss/wavetable": wavetable.detach(), "loss/modulation": modulation.detach()}
         out.update({f"loss/modulation_{k}": v.detach() for k, v in parts.items()})
         out["modulation_weight"] = total.new_tensor(mod_weight)
         return out
+
+    def _wavetable(self, logits: Sequence[torch.Tensor], batch: dict) -> torch.Tensor:
+        """Label-smoothed CE of the 3 oscillators' wavetable classes (batch["wavetable"], (B, 3)), over the
+        oscillators that are on / their count."""
+        mask = (batch["categorical"][:, self.osc_switch] == 1).to(logits[0].dtype)  # (B, 3)
+        ce = torch.stack([
+            F.cross_entropy(z, batch["wavetable"][:, i].long(), label_smoothing=self.config.label_smoothing,
+                            reduction="none") for i, z in enumerate(logits)], dim=1)  # (B, 3)
+        return (mask * ce).sum() / mask.sum().clamp_min(1.0)
 
     def _categorical(self, logits: Sequence[torch.Tensor], targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Label-smoothed CE summed over unmasked (row, predicted parameter) pairs / their count."""
