@@ -1,0 +1,87 @@
+"""The trainer on a tiny data set made by datagen in the test (CPU)."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from datagen.features import FeatureConfig
+from datagen.generate import GenerateConfig, generate
+from datagen.render import RenderConfig
+from training.checkpoint import load
+from training.cli import main
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "tiny.h5"
+    config = GenerateConfig(tier=3, n_presets=12, notes=(60,), render=RenderConfig(render_length=0.5, note_length=0.25),
+                            features=FeatureConfig(duration=0.5))
+    generate(out, config, workers=2, show_progress=False)
+    return out
+
+
+def test_loss_falls_and_checkpoints_rebuild(tiny, tmp_path, registry):
+    config = TrainConfig(data=(str(tiny),), output=str(tmp_path / "run"), epochs=6, batch_size=4, lr=1e-3,
+                         warmup_epochs=0, spec_augment=False, early_stopping_patience=0)
+    result = train(config, show_progress=False)
+    losses = [r["train/loss"] for r in result["history"]]
+    assert result["epochs_run"] == 6 and losses[-1] < 0.7 * losses[0], losses
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"best.pt", "latest.pt", "log.jsonl", "loss.png"}
+    assert len((run / "log.jsonl").read_text().splitlines()) == 6
+    ckpt = load(run / "best.pt")
+    assert ckpt["registry_fingerprint"] == registry.fingerprint and ckpt["tier"] == 3
+    assert ckpt["state"]["best_epoch"] == result["best_epoch"]
+    from training.model import ModelConfig, PresetEstimator
+
+    model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"], strict=True)
+    assert FeatureConfig.from_json(ckpt["feature_config"]).duration == 0.5
+
+
+def test_gradient_accumulation_steps_once_per_window(tiny, tmp_path):
+    from training.data import PresetDataset
+    from training.schedule import accumulation_windows
+
+    config = TrainConfig(data=(str(tiny),), output=str(tmp_path / "acc"), epochs=1, batch_size=2,
+                         gradient_accumulation_steps=4, spec_augment=True)
+    train(config, show_progress=False)
+    row = json.loads((tmp_path / "acc" / "log.jsonl").read_text().splitlines()[0])
+    n_batches = -(-len(PresetDataset(tiny, split="train")) // 2)
+    assert row["step"] == len(accumulation_windows(n_batches, 4))  # one optimizer step per (partial) window
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "batch-size must be positive, got 0"),
+    (["--lr", "0"], "lr must be positive, got 0.0"),
+    (["--epochs", "-1"], "epochs must be positive, got -1"),
+])
+def test_bad_configs(tiny, tmp_path, args, message):
+    r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(tmp_path / "x"), *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_missing_data_and_other_registry(tiny, tmp_path):
+    r = CliRunner().invoke(main, ["train", "-d", str(tmp_path / "none.h5"), "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "no such data set" in r.output
+    import shutil
+
+    import h5py
+
+    other = tmp_path / "other.h5"
+    shutil.copy(tiny, other)
+    with h5py.File(other, "a") as f:
+        f.attrs["registry_fingerprint"] = "0000000000000000"
+    r = CliRunner().invoke(main, ["train", "-d", str(other), "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "made with registry 0000000000000000" in r.output
+
+
+def test_cli_train_smoke(tiny, tmp_path):
+    r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(tmp_path / "cli"), "--epochs", "1",
+                                  "--batch-size", "4", "--max-batches-per-epoch", "1"])
+    assert r.exit_code == 0, r.output
+    assert "1 epochs, best val loss" in r.output
+    assert torch.load(tmp_path / "cli" / "latest.pt", weights_only=True)["state"]["step"] == 1

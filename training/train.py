@@ -1,0 +1,304 @@
+"""The trainer: `python -m training train` (one process) or `torchrun --nproc_per_node=N -m training train`.
+
+AdamW, linear warm-up then cosine decay stepped per optimizer update from the first one, gradient
+accumulation whose last partial window is scaled by its own size, gradient clipping, bf16 autocast on CUDA,
+SpecAugment, seeded shuffling per epoch (so a resumed run sees the same batches), `best.pt` and `latest.pt`
+written atomically every epoch, `--resume` from `latest.pt`, early stopping. Under torchrun: DDP (NCCL on
+GPU, gloo on CPU), DistributedSampler, validation sums all-reduced so metrics describe the whole validation
+set, and only rank 0 logs and saves (the unwrapped module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...]  # HDF5 files (one, shards, or a merged virtual set)
+    output: str  # run folder: best.pt, latest.pt, log.jsonl, loss.png
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    gradient_accumulation_steps: int = 1
+    early_stopping_patience: int = 15
+    num_workers: int = 0
+    device: str | None = None  # None: cuda if available, else cpu
+    seed: int = 0
+    clip_grad: float = 1.0
+    spec_augment: bool = True
+    pretrained: str | None = None  # local torchvision resnet18 state dict; never downloaded
+    freeze_stages: int = 0
+    max_batches_per_epoch: int | None = None  # smoke runs and tests
+    resume: bool = False
+    wandb: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.num_workers < 0 or self.early_stopping_patience < 0 or self.warmup_epochs < 0:
+            raise ValueError("num-workers, early-stopping-patience and warmup-epochs must be >= 0")
+        if not self.data:
+            raise ValueError("give at least one data set file")
+
+
+def _distributed():
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
+    """Train; returns {"epochs_run", "best_val_loss", "best_epoch", "history", "output"}."""
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from datagen.dataset import DatasetError
+    from datagen.registry import load_registry
+    from training import checkpoint
+    from training.data import PresetDataset, collate
+    from training.losses import LossConfig, PresetLoss, build_mask_spec
+    from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
+    from training.schedule import accumulation_windows, lr_factor, spec_augment
+
+    rank, world, local_rank = _distributed()
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    out = Path(config.output)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + rank)
+
+    registry = load_registry()
+    train_set = PresetDataset(list(config.data), split="train")
+    try:
+        val_set = PresetDataset(list(config.data), split="val")
+    except DatasetError:
+        log.warning("the data set has no validation rows; validating on the training split")
+        val_set = train_set
+    info = train_set.info
+    from datagen.wavetables import Catalog
+
+    n_tables = len(Catalog.from_json(info.wavetable_catalog)) + 1  # class 0: the init preset's table
+    from datagen.features import FeatureConfig
+
+    features = FeatureConfig.from_json(info.feature_config)
+    model_config = model_config_for(registry, n_wavetables=n_tables, freeze_stages=config.freeze_stages,
+                                    n_mels=features.n_mels, n_frames=features.n_frames)
+    model = PresetEstimator(model_config)
+    if config.pretrained:
+        load_pretrained_backbone(model, config.pretrained)
+    model.to(device)
+    importance = train_set.importance()
+    loss_fn = PresetLoss(spec=build_mask_spec(registry, tier=info.tier),
+                         predicted_categorical=model_config.predicted_categorical,
+                         importance=None if importance is None else torch.from_numpy(importance),
+                         config=LossConfig(label_smoothing=config.label_smoothing)).to(device)
+
+    collate_fn = partial(collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations))
+    train_sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if world > 1 else None
+    val_sampler = DistributedSampler(val_set, shuffle=False) if world > 1 else None
+    loader_args = dict(batch_size=config.batch_size, collate_fn=collate_fn, num_workers=config.num_workers,
+                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
+    val_loader = DataLoader(val_set, sampler=val_sampler, shuffle=False, **loader_args)
+    n_batches = math.ceil(len(train_set) / world / config.batch_size)
+    if config.max_batches_per_epoch:
+        n_batches = min(n_batches, config.max_batches_per_epoch)
+    windows = accumulation_windows(n_batches, config.gradient_accumulation_steps)
+    total_steps = len(windows) * config.epochs
+    warmup_steps = int(round(config.warmup_epochs * len(windows)))
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup_steps=warmup_steps, total_steps=total_steps))
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
+        if world > 1 else model
+
+    state = {"epoch": -1, "step": 0, "best_val_loss": float("inf"), "best_epoch": -1, "stale": 0, "history": []}
+    latest = out / "latest.pt"
+    if config.resume and latest.exists():
+        ckpt = checkpoint.load(latest)
+        model.load_state_dict(ckpt["model"], strict=True)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"][rank] if rank < len(ckpt["rng"]["torch"]) else ckpt["rng"]["torch"][0])
+        state = ckpt["state"]
+        if main:
+            log.info("resuming after epoch %d (step %d)", state["epoch"], state["step"])
+    elif config.resume and main:
+        log.info("no %s yet: starting a new run", latest)
+
+    def payload(metrics: dict) -> dict:
+        rng = [torch.get_rng_state()]
+        if world > 1:
+            gathered = [torch.empty_like(rng[0]) for _ in range(world)]
+            dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        return {
+            "model": model.state_dict(), "model_config": model_config.to_dict(),
+            "feature_config": info.feature_config, "registry": registry.describe(),
+            "registry_fingerprint": registry.fingerprint, "sources": list(registry.sources),
+            "destinations": list(registry.destinations), "wavetable_catalog": info.wavetable_catalog,
+            "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
+            "train_config": dataclasses.asdict(config), "metrics": metrics,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
+            "state": state,
+        }
+
+    run_log = None
+    if config.wandb and main:  # optional; offline unless WANDB_MODE says otherwise, never required
+        import wandb
+
+        run_log = wandb.init(project="vital-match", dir=str(out), config=dataclasses.asdict(config),
+                             mode=os.environ.get("WANDB_MODE", "offline"), resume="allow")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    from tqdm import tqdm
+
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        net.train()
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+            sampler = train_sampler
+        else:  # a generator seeded per epoch: the same batches whether or not the run was resumed
+            sampler = torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(
+                config.seed * 100003 + epoch))
+        loader = DataLoader(train_set, sampler=sampler, **loader_args)
+        aug = torch.Generator().manual_seed(config.seed * 7919 + epoch * 31 + rank)
+        t0, seen, wait = time.perf_counter(), 0, 0.0
+        sums: dict[str, float] = {}
+        batches = iter(loader)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not (main and show_progress), dynamic_ncols=True)
+        for w, size in enumerate(windows):
+            optimizer.zero_grad(set_to_none=True)
+            for k in range(size):
+                tw = time.perf_counter()
+                batch = next(batches)
+                wait += time.perf_counter() - tw
+                batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
+                mel = spec_augment(batch["mel"], generator=aug) if config.spec_augment else batch["mel"]
+                sync = k == size - 1 or world == 1
+                with (_null() if sync else net.no_sync()), autocast:
+                    parts = loss_fn(_float(net(mel)), batch, epoch=epoch + w / len(windows))
+                    (parts["loss"] / size).backward()
+                n = len(batch["midi_note"])
+                seen += n
+                for key, v in parts.items():
+                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * n
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+        bar.close()
+        train_time = time.perf_counter() - t0
+        val = _validate(net, loss_fn, val_loader, device, world, autocast)
+        row = {"epoch": epoch, "step": state["step"], "lr": scheduler.get_last_lr()[0],
+               **{f"train/{k}": v / max(seen, 1) for k, v in sums.items()}, **{f"val/{k}": v for k, v in val.items()},
+               "samples_per_s": seen * world / train_time, "data_wait_share": wait / train_time}
+        state["epoch"] = epoch
+        state["history"].append(row)
+        improved = val["loss"] < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val["loss"], best_epoch=epoch, stale=0)
+        else:
+            state["stale"] += 1
+        ckpt = payload(row)
+        if main:
+            checkpoint.save(latest, ckpt)
+            if improved:
+                checkpoint.save(out / "best.pt", ckpt)
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if run_log is not None:
+                run_log.log(row, step=state["step"])
+            log.info("epoch %d: train loss %.4f, val loss %.4f, %.1f samples/s, data wait %.0f%%", epoch,
+                     row["train/loss"], val["loss"], row["samples_per_s"], 100 * row["data_wait_share"])
+        if state["stale"] >= config.early_stopping_patience > 0:
+            if main:
+                log.info("early stopping: no improvement for %d epochs", state["stale"])
+            break
+    if main:
+        _plot(state["history"], out / "loss.png")
+        if run_log is not None:
+            run_log.finish()
+    if world > 1:
+        dist.destroy_process_group()
+    return {"epochs_run": len(state["history"]), "best_val_loss": state["best_val_loss"],
+            "best_epoch": state["best_epoch"], "history": state["history"], "output": str(out)}
+
+
+def _float(outputs: dict) -> dict:
+    """Model outputs in float32 (the loss is computed in full precision under autocast)."""
+    f = lambda x: [t.float() for t in x] if isinstance(x, list) else x.float()  # noqa: E731
+    return {k: f(v) for k, v in outputs.items()}
+
+
+def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
+    """Sample-weighted mean of every loss part over the whole validation set (sums all-reduced)."""
+    import torch
+    import torch.distributed as dist
+
+    net.eval()
+    keys, totals = None, None
+    with torch.no_grad(), autocast:
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            # full modulation weight, so validation losses compare across the warm-up epochs
+            parts = loss_fn(_float(net(batch["mel"])), batch, epoch=math.inf)
+            n = len(batch["midi_note"])
+            if keys is None:
+                keys = sorted(parts)
+                totals = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
+            totals += torch.tensor([float(parts[k]) * n for k in keys] + [n], dtype=torch.float64, device=device)
+    if world > 1:
+        dist.all_reduce(totals)
+    return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [r["epoch"] for r in history]
+    ax.plot(epochs, [r["train/loss"] for r in history], label="train")
+    ax.plot(epochs, [r["val/loss"] for r in history], label="val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
