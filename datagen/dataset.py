@@ -79,6 +79,19 @@ def decode_modulations(slots: np.ndarray, registry) -> tuple:
     )
 
 
+def registry_attrs(registry) -> dict:
+    """The attributes every data set carries to say which controls its label columns are."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "registry_fingerprint": registry.fingerprint,
+        "registry": json.dumps(registry.describe()),
+        "continuous_names": json.dumps([p.name for p in registry.continuous]),
+        "categorical_names": json.dumps([p.name for p in registry.categorical]),
+        "sources": json.dumps(list(registry.sources)),
+        "destinations": json.dumps(list(registry.destinations)),
+    }
+
+
 def as_stored(preset):
     """The preset at the precision data sets store labels (float32 continuous values, modulation amounts and
     powers). Render this, not the float64 original, so the stored labels rebuild exactly what was rendered:

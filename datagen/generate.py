@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, labels_of, preset_rows, read_attrs, write_h5
+from datagen.dataset import (PCM_SCALE, SCHEMA_VERSION, DatasetError, labels_of, preset_rows, read_attrs,
+                             registry_attrs, write_h5)
 from datagen.features import FeatureConfig
 from datagen.render import RenderConfig
 from datagen.sampler import SamplerConfig
@@ -283,13 +284,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
             rejected.update(json.loads(str(z[_REJECTED])))
     sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=catalog)
     attrs = {
-        "schema_version": SCHEMA_VERSION,
-        "registry_fingerprint": registry.fingerprint,
-        "registry": json.dumps(registry.describe()),
-        "continuous_names": json.dumps([p.name for p in registry.continuous]),
-        "categorical_names": json.dumps([p.name for p in registry.categorical]),
-        "sources": json.dumps(list(registry.sources)),
-        "destinations": json.dumps(list(registry.destinations)),
+        **registry_attrs(registry),
         "sampled_params": json.dumps(sampler.sampled_params),
         "sampled_modules": json.dumps(sampled_modules(config.tier, registry)),
         "tier": config.tier,

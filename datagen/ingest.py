@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import PCM_SCALE, SCHEMA_VERSION, DatasetError, as_stored, labels_of, preset_rows, write_h5
+from datagen.dataset import (PCM_SCALE, SCHEMA_VERSION, DatasetError, as_stored, labels_of, preset_rows,
+                             registry_attrs, write_h5)
 from datagen.features import FeatureConfig
 from datagen.render import RenderConfig
 
@@ -200,13 +201,7 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
                 "catalog_fingerprint": catalog.fingerprint, "schema_version": SCHEMA_VERSION,
                 "source_folder": str(folder.resolve())}
     attrs = {
-        "schema_version": SCHEMA_VERSION,
-        "registry_fingerprint": registry.fingerprint,
-        "registry": json.dumps(registry.describe()),
-        "continuous_names": json.dumps([p.name for p in registry.continuous]),
-        "categorical_names": json.dumps([p.name for p in registry.categorical]),
-        "sources": json.dumps(list(registry.sources)),
-        "destinations": json.dumps(list(registry.destinations)),
+        **registry_attrs(registry),
         "sampled_params": json.dumps(sorted(p.name for p in registry.params)),  # a real preset sets them all
         "sampled_modules": json.dumps([m.name for m in registry.modules]),
         "tier": TIER_REAL,
