@@ -38,6 +38,7 @@ import numpy as np
 from datagen.dataset import (PCM_SCALE, SCHEMA_VERSION, DatasetError, as_stored, labels_of, preset_rows,
                              registry_attrs, write_h5)
 from datagen.features import FeatureConfig
+from datagen.generate import level
 from datagen.render import RenderConfig
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,14 @@ def _handler(render: RenderConfig, features: FeatureConfig, min_peak: float):
         audio = renderer.render_notes(text, notes)  # (notes, samples) float32, history-free
         if not np.all(np.isfinite(audio)):
             return {"rejected": "non-finite"}
-        peak = np.abs(audio).max(axis=-1)
-        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
+        lv = level(audio)
+        peak, rms = lv["peak"], lv["rms"]
         if np.all(peak < min_peak):
             return {"rejected": "silent"}
         clipped = np.clip(audio, -1.0, 1.0)
         return {"audio": np.round(clipped * PCM_SCALE).astype(np.int16),
                 "mel": log_mel(clipped, features).astype(np.float16),
-                "rms": rms.astype(np.float32), "peak": peak.astype(np.float32), "clipped": bool(peak.max() > 1.0)}
+                "rms": rms, "peak": peak, "clipped": bool(peak.max() > 1.0)}
 
     return handle
 

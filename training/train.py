@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -173,7 +174,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
 
         run_log = wandb.init(project="vital-match", dir=str(out), config=dataclasses.asdict(config),
                              mode=os.environ.get("WANDB_MODE", "offline"), resume="allow")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     from tqdm import tqdm
 
     for epoch in range(state["epoch"] + 1, config.epochs):
@@ -199,7 +200,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
                 batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
                 mel = spec_augment(batch["mel"], generator=aug) if config.spec_augment else batch["mel"]
                 sync = k == size - 1 or world == 1
-                with (_null() if sync else net.no_sync()), autocast:
+                with (nullcontext() if sync else net.no_sync()), autocast:
                     parts = loss_fn(_float(net(mel)), batch, epoch=epoch + w / len(windows))
                     (parts["loss"] / size).backward()
                 n = len(batch["midi_note"])
@@ -276,14 +277,6 @@ def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
     if world > 1:
         dist.all_reduce(totals)
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _plot(history: list[dict], path: Path) -> None:
