@@ -74,7 +74,6 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     from datagen.registry import load_registry
     from training import checkpoint
     from training.data import PresetDataset, collate
-    from training.losses import LossConfig, PresetLoss, build_mask_spec
     from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
     from training.schedule import accumulation_windows, lr_factor, spec_augment
 
@@ -111,15 +110,11 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     if config.pretrained:
         load_pretrained_backbone(model, config.pretrained)
     model.to(device)
-    importance = train_set.importance()
-    loss_fn = PresetLoss(spec=build_mask_spec(registry, tier=info.tier),
-                         predicted_categorical=model_config.predicted_categorical,
-                         importance=None if importance is None else torch.from_numpy(importance),
-                         config=LossConfig(label_smoothing=config.label_smoothing)).to(device)
+    loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing).to(device)
 
     collate_fn = partial(collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations))
     train_sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if world > 1 else None
-    val_sampler = DistributedSampler(val_set, shuffle=False) if world > 1 else None
+    val_sampler = list(range(rank, len(val_set), world))  # no padding: the all-reduced sums count each row once
     loader_args = dict(batch_size=config.batch_size, collate_fn=collate_fn, num_workers=config.num_workers,
                        persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
     val_loader = DataLoader(val_set, sampler=val_sampler, shuffle=False, **loader_args)
@@ -251,6 +246,41 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
             "best_epoch": state["best_epoch"], "history": state["history"], "output": str(out)}
 
 
+def _loss(registry, model_config, dataset, *, label_smoothing: float):
+    """The training loss for a data set: masks from its tier, importance weights from its first file."""
+    import torch
+
+    from training.losses import LossConfig, PresetLoss, build_mask_spec
+
+    importance = dataset.importance()
+    return PresetLoss(spec=build_mask_spec(registry, tier=dataset.info.tier),
+                      predicted_categorical=model_config.predicted_categorical,
+                      importance=None if importance is None else torch.from_numpy(importance),
+                      config=LossConfig(label_smoothing=label_smoothing))
+
+
+def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batch_size: int = 32) -> dict:
+    """The loss parts a checkpoint scores on a split, in one process: what the trainer logs as `val/*`."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from datagen.registry import load_registry
+    from training import checkpoint
+    from training.data import PresetDataset, collate
+    from training.model import ModelConfig, PresetEstimator
+
+    ckpt = checkpoint.load(checkpoint_path)
+    registry = load_registry()
+    model_config = ModelConfig.from_dict(ckpt["model_config"])
+    model = PresetEstimator(model_config)
+    model.load_state_dict(ckpt["model"], strict=True)
+    dataset = PresetDataset(list(data), split=split)
+    loss_fn = _loss(registry, model_config, dataset, label_smoothing=ckpt["train_config"]["label_smoothing"])
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
+        collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations)))
+    return _validate(model, loss_fn, loader, torch.device("cpu"), 1, nullcontext())
+
+
 def _float(outputs: dict) -> dict:
     """Model outputs in float32 (the loss is computed in full precision under autocast)."""
     f = lambda x: [t.float() for t in x] if isinstance(x, list) else x.float()  # noqa: E731
@@ -258,7 +288,9 @@ def _float(outputs: dict) -> dict:
 
 
 def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
-    """Sample-weighted mean of every loss part over the whole validation set (sums all-reduced)."""
+    """Mean over validation rows of every loss part, each row scored alone (the loss normalises by per-batch
+    mask sums, so scoring whole batches would make the number depend on how rows are batched and sharded);
+    sums all-reduced across ranks, so the result describes the whole validation set."""
     import torch
     import torch.distributed as dist
 
@@ -268,12 +300,16 @@ def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             # full modulation weight, so validation losses compare across the warm-up epochs
-            parts = loss_fn(_float(net(batch["mel"])), batch, epoch=math.inf)
-            n = len(batch["midi_note"])
-            if keys is None:
-                keys = sorted(parts)
-                totals = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
-            totals += torch.tensor([float(parts[k]) * n for k in keys] + [n], dtype=torch.float64, device=device)
+            outputs = _float(net(batch["mel"]))
+            for i in range(len(batch["midi_note"])):
+                row = lambda x: [t[i:i + 1] for t in x] if isinstance(x, list) else x[i:i + 1]  # noqa: E731
+                parts = loss_fn({k: row(v) for k, v in outputs.items()}, {k: v[i:i + 1] for k, v in batch.items()},
+                                epoch=math.inf)
+                if keys is None:
+                    keys = sorted(parts)
+                    totals = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
+                totals[:-1] += torch.stack([parts[k].double() for k in keys])  # stays on the device: no sync
+                totals[-1] += 1
     if world > 1:
         dist.all_reduce(totals)
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
