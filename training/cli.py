@@ -59,3 +59,49 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
         raise CliError(str(e).splitlines()[0]) from None
     click.echo(f"{result['output']}: {result['epochs_run']} epochs, best val loss {result['best_val_loss']:.4f} "
                f"(epoch {result['best_epoch']})")
+
+
+@main.command()
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), required=True, help="best.pt / latest.pt.")
+@click.option("-d", "--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="HDF5 data set (repeat for shard files).")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
+              help="Rows to evaluate; all = every row whatever its split.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Folder for report.json and spectrograms.png.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--n-render", type=int, default=16, show_default=True,
+              help="Items whose predictions are rendered for the spectral distance (0 disables).")
+@click.option("--device", default=None, help="cuda, cuda:1, cpu (default: the best available).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the rendered items.")
+@click.option("--max-items", type=int, default=None, help="Evaluate only the first N items of the split.")
+def evaluate(checkpoint, data, split, output, batch_size, n_render, device, seed, max_items):
+    """Score a checkpoint on a data set split against a predict-the-mean baseline."""
+    from datagen.dataset import DatasetError
+    from training.checkpoint import CheckpointError
+    from training.evaluate import EvaluateConfig, evaluate as run, write_report
+
+    if output.exists() and not output.is_dir():
+        raise CliError(f"{output}: exists and is not a folder")
+    try:
+        config = EvaluateConfig(checkpoint=str(checkpoint), data=tuple(str(d) for d in data), split=split,
+                                batch_size=batch_size, device=device, n_render=n_render, seed=seed,
+                                max_items=max_items)
+        report = run(config)
+        paths = write_report(report, output)
+    except (ValueError, DatasetError, CheckpointError, OSError) as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    fmt = lambda x, spec=".4f": "n/a" if x is None else format(x, spec)  # noqa: E731
+    base, spectral = report["baseline"], report["spectral_distance"]
+    click.echo(f"{report['n_items']} items ({split}): continuous MSE {fmt(report['continuous_mse'])} "
+               f"(baseline {fmt(base['continuous_mse'])}), MAE {fmt(report['continuous_mae'])} "
+               f"(baseline {fmt(base['continuous_mae'])})")
+    click.echo(f"categorical accuracy {fmt(report['categorical_accuracy'], '.3f')} "
+               f"(baseline {fmt(base['categorical_accuracy'], '.3f')}), wavetable "
+               f"{fmt(report['wavetable_accuracy'], '.3f')} (baseline {fmt(base['wavetable_accuracy'], '.3f')})")
+    click.echo(f"modulation precision {fmt(report['modulation_precision'], '.3f')}, recall "
+               f"{fmt(report['modulation_recall'], '.3f')}, amount MAE {fmt(report['modulation_amount_mae'])}")
+    if spectral["n_render"]:
+        click.echo(f"spectral distance {fmt(spectral['mean'], '.3f')} (init preset {fmt(spectral['init_mean'], '.3f')})"
+                   f" over {spectral['n_render'] - spectral['n_failed']} of {spectral['n_render']} renders")
+    click.echo("report: " + ", ".join(str(p) for p in paths.values()))

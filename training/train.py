@@ -159,6 +159,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
             "destinations": list(registry.destinations), "wavetable_catalog": info.wavetable_catalog,
             "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
             "train_config": dataclasses.asdict(config), "metrics": metrics,
+            "importance": loss_fn.importance.cpu().tolist(),  # per continuous parameter, as the loss used it
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
             "state": state,
         }

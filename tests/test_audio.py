@@ -1,0 +1,270 @@
+"""inference.audio: reading any clip soundfile can read, the one-line errors, trimming, pitch, normalisation."""
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from datagen.features import FeatureConfig
+from inference.audio import AudioError, Note, _split_notes, detect_note, prepare, read_audio, trim_leading_silence
+
+SR = 44100
+FEATURES = FeatureConfig()
+TARGET_RMS = 10 ** (-20 / 20)
+
+
+def tone(hz: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    """(n,) float32 sine."""
+    return (amp * np.sin(2 * np.pi * hz * np.arange(int(round(seconds * sr))) / sr)).astype(np.float32)
+
+
+def logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "inference.audio"]
+
+
+def write(tmp_path, name: str, audio: np.ndarray, sr: int = SR, **kwargs) -> str:
+    path = tmp_path / name
+    sf.write(str(path), audio, sr, **kwargs)
+    return str(path)
+
+
+# ---- pitch -----------------------------------------------------------------------------------------------
+
+def test_a3_sine_is_midi_57():
+    note = detect_note(tone(220.0, 2.0), sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes, note.message) == (57, True, 1, None)
+    assert abs(note.cents) < 10 and note.hz == pytest.approx(220.0, abs=1.5)
+
+
+def test_a4_thirty_cents_sharp():
+    note = detect_note(tone(440.0 * 2 ** (30 / 1200), 1.0), sample_rate=SR)
+    assert note.midi == 69 and note.pitched
+    assert note.cents == pytest.approx(30.0, abs=10.0)
+
+
+@pytest.mark.parametrize("midi, wave", [(24, "saw"), (40, "saw"), (108, "sine")])
+def test_range_ends(midi, wave):
+    hz = 440.0 * 2 ** ((midi - 69) / 12)  # C1 32.7 Hz, E2 82.4 Hz (bass guitar's lowest), C8 4186 Hz
+    t = np.arange(SR) / SR
+    audio = 2 * ((t * hz) % 1) - 1 if wave == "saw" else np.sin(2 * np.pi * hz * t)
+    note = detect_note((0.5 * audio).astype(np.float32), sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes) == (midi, True, 1)
+
+
+def test_tone_in_noise_is_pitched():
+    t = np.arange(SR) / SR
+    saw = 0.3 * (2 * ((t * 220.0) % 1) - 1)
+    noise = np.random.default_rng(1).standard_normal(SR) * saw.std() * 10 ** (-6 / 20)  # 6 dB SNR
+    note = detect_note((saw + noise).astype(np.float32), sample_rate=SR)
+    assert (note.midi, note.pitched) == (57, True) and abs(note.cents) < 10
+
+
+def test_white_noise_is_unpitched_midi_60():
+    noise = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    note = detect_note(noise, sample_rate=SR)
+    assert (note.midi, note.cents, note.hz, note.pitched) == (60, 0.0, None, False)
+    assert "unpitched" in note.message and "MIDI 60" in note.message
+
+
+def test_two_notes_use_the_first(tmp_path):
+    c4, g4 = 440.0 * 2 ** (-9 / 12), 440.0 * 2 ** (-2 / 12)
+    path = write(tmp_path, "two.wav", np.concatenate([tone(c4, 0.6), tone(g4, 0.6)]))
+    target = prepare(path, features=FEATURES)
+    note = target.note
+    assert note.midi == 60 and note.pitched and note.n_notes >= 2
+    assert abs(note.cents) < 10
+    assert f"{note.n_notes} notes found: using the first (0.00-" in note.message
+    first_end = float(note.message.split("-")[-1].split(" s")[0])
+    assert first_end == pytest.approx(0.6, abs=0.1)  # the first note ends where G4 begins
+    assert note.message in target.messages
+
+
+def test_split_notes_pins_the_rule():
+    nan = np.nan
+    steady = [60.0] * 10
+    assert _split_notes(np.array(steady)) == [range(0, 10)]
+    # a jump sustained for 3 frames starts a new note; a 2-frame octave glitch does not
+    assert _split_notes(np.array([60.0] * 5 + [67.0] * 5)) == [range(0, 5), range(5, 10)]
+    assert _split_notes(np.array([60.0] * 5 + [72.0] * 2 + [60.0] * 5)) == [range(0, 12)]
+    # a gap of 3 unvoiced frames ends a note (a repeated note counts twice); a 2-frame gap is bridged
+    assert _split_notes(np.array(steady + [nan] * 3 + steady)) == [range(0, 10), range(13, 23)]
+    assert _split_notes(np.array(steady + [nan] * 2 + steady)) == [range(0, 22)]
+    # fewer than 3 voiced frames is no note; under a semitone of drift is the same note
+    assert _split_notes(np.array([64.0, 64.0] + [nan] * 3 + steady)) == [range(5, 15)]
+    assert _split_notes(np.array([60.0, 60.2, 60.5, 60.8, 60.9, 60.9])) == [range(0, 6)]
+    assert _split_notes(np.array([nan] * 5)) == []
+    # a glide (here an octave over 40 frames, 0.3 semitone a frame) is one note, however far it goes
+    assert _split_notes(np.linspace(48.0, 60.0, 40)) == [range(0, 40)]
+
+
+# ---- prepare: trim, DC, loudness, fit ----------------------------------------------------------------------
+
+def test_clean_clip_is_kept_whole(tmp_path, caplog):
+    path = write(tmp_path, "a3.wav", tone(220.0, 2.0))
+    with caplog.at_level(logging.INFO, logger="inference.audio"):
+        target = prepare(path, features=FEATURES)
+    assert target.audio.shape == (FEATURES.n_samples,) and target.audio.dtype == np.float32
+    assert (target.sample_rate, target.duration, target.truncated, target.source) == (SR, 2.0, False, path)
+    assert target.note.midi == 57 and target.messages == () and logged(caplog) == []
+    assert np.sqrt(np.mean(target.audio.astype(np.float64) ** 2)) == pytest.approx(TARGET_RMS, rel=0.01)
+
+
+def test_leading_silence_trimmed_dc_removed_rms_normalised(tmp_path, caplog):
+    clip = np.concatenate([np.zeros(SR // 2, np.float32), tone(220.0, 1.0, amp=0.3)]) + 0.25  # DC everywhere
+    path = write(tmp_path, "late.wav", clip, subtype="FLOAT")
+    with caplog.at_level(logging.INFO, logger="inference.audio"):
+        target = prepare(path, features=FEATURES)
+    assert target.duration == pytest.approx(1.0, abs=0.05)  # 1.5 s file, 0.5 s of silence trimmed
+    kept = int(round(target.duration * SR))
+    body = target.audio[:kept].astype(np.float64)
+    assert abs(body.mean()) < 1e-3 * TARGET_RMS
+    assert np.sqrt(np.mean(body**2)) == pytest.approx(TARGET_RMS, rel=0.01)
+    assert not target.audio[kept:].any()  # zero padding up to the model length
+    assert len(target.audio) == FEATURES.n_samples and not target.truncated
+    assert target.note.midi == 57
+    assert any(m.startswith("trimmed 0.49") and "leading silence" in m for m in target.messages)
+    assert logged(caplog) == [f"{path}: {m}" for m in target.messages]
+
+
+def test_trim_keeps_five_ms_before_the_onset():
+    audio = np.concatenate([np.zeros(1000), np.ones(500), -np.ones(500)])
+    assert trim_leading_silence(audio, sample_rate=SR) == 1000 // 220 * 220 - 220  # 5 ms frames of 220 samples
+    assert trim_leading_silence(tone(220.0, 0.1), sample_rate=SR) == 0
+
+
+def test_no_loudness_normalisation_when_target_is_none(tmp_path):
+    path = write(tmp_path, "quiet.wav", tone(220.0, 1.0, amp=0.01), subtype="FLOAT")
+    target = prepare(path, features=FeatureConfig(target_rms_db=None))
+    body = target.audio[: SR].astype(np.float64)
+    assert np.sqrt(np.mean(body**2)) == pytest.approx(0.01 / np.sqrt(2), rel=0.01)
+
+
+def test_long_clip_is_truncated(tmp_path):
+    path = write(tmp_path, "long.wav", tone(220.0, 3.0))
+    target = prepare(path, features=FEATURES)
+    assert target.truncated and target.duration == pytest.approx(3.0)
+    assert len(target.audio) == FEATURES.n_samples
+    assert "clip is 3.00 s, the model hears the first 2.00 s" in target.messages
+
+
+# ---- reading: rates, depths, channels, formats -----------------------------------------------------------
+
+def test_resampling_keeps_the_pitch_and_the_length(tmp_path):
+    path = write(tmp_path, "48k.wav", tone(1000.0, 1.0, sr=48000), 48000)
+    audio = read_audio(path, sample_rate=SR)
+    assert audio.dtype == np.float32 and abs(len(audio) - SR) <= 1
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    peak_hz = np.argmax(spectrum) * SR / len(audio)
+    assert peak_hz == pytest.approx(1000.0, abs=5.0)
+
+
+@pytest.mark.parametrize("name, sr, channels, kwargs, remarks", [
+    ("stereo24.wav", 48000, 2, {"subtype": "PCM_24"}, ["mixed 2 channels to mono", "resampled from 48000 Hz"]),
+    ("mono.flac", 22050, 1, {}, ["resampled from 22050 Hz to 44100 Hz"]),
+    ("vorbis.ogg", 44100, 1, {"format": "OGG", "subtype": "VORBIS"}, []),
+    ("layer3.mp3", 44100, 2, {"format": "MP3", "subtype": "MPEG_LAYER_III"}, ["mixed 2 channels to mono"]),
+])
+def test_formats(tmp_path, name, sr, channels, kwargs, remarks):
+    fmt = kwargs.get("format", name.rsplit(".", 1)[1].upper())
+    if fmt not in sf.available_formats() or not sf.check_format(fmt, kwargs.get("subtype")):
+        pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}")
+    mono = tone(220.0, 1.0, sr=sr)
+    path = write(tmp_path, name, np.stack([mono] * channels, axis=1) if channels > 1 else mono, sr, **kwargs)
+    target = prepare(path, features=FEATURES)
+    assert target.note.midi == 57 and abs(target.note.cents) < 10
+    assert target.duration == pytest.approx(1.0, abs=0.06)  # lossy codecs add a few ms of padding
+    assert len(target.audio) == FEATURES.n_samples
+    for remark in remarks:
+        assert any(m.startswith(remark) for m in target.messages), (remark, target.messages)
+
+
+def test_bounded_read_never_reads_past_max_seconds(tmp_path, monkeypatch, caplog):
+    path = write(tmp_path, "hour.wav", tone(220.0, 60.0, sr=8000), 8000, subtype="PCM_16")
+    requested = []
+    original = sf.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        requested.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    with caplog.at_level(logging.INFO, logger="inference.audio"):
+        audio = read_audio(path, sample_rate=8000, max_seconds=5.0)
+    assert len(audio) == 5 * 8000 and requested == [5 * 8000]
+    assert logged(caplog) == [f"{path}: file is 60.00 s long: read the first 5.00 s, the rest is ignored"]
+    target = prepare(path, features=FEATURES, max_seconds=5.0)
+    assert target.duration == pytest.approx(5.0, abs=0.01) and target.truncated
+    assert target.messages[0] == "file is 60.00 s long: read the first 5.00 s, the rest is ignored"
+    assert "clip is 5.00 s, the model hears the first 2.00 s" in target.messages
+
+
+# ---- bad input: one line each ----------------------------------------------------------------------------
+
+def _bad(tmp_path, case: str) -> str:
+    if case == "missing":
+        return str(tmp_path / "nope.wav")
+    if case == "directory":
+        return str(tmp_path)
+    if case == "text":
+        path = tmp_path / "notes.wav"
+        path.write_text("this is not audio\n" * 20)
+        return str(path)
+    if case == "empty":
+        path = tmp_path / "empty.wav"
+        path.write_bytes(b"")
+        return str(path)
+    if case == "no frames":
+        return write(tmp_path, "zero.wav", np.zeros(0, np.float32))
+    if case == "too short":
+        return write(tmp_path, "short.wav", tone(220.0, 0.010))
+    if case == "short after trim":
+        return write(tmp_path, "late.wav", np.concatenate([np.zeros(SR // 2, np.float32), tone(220.0, 0.02)]))
+    if case == "silence":
+        return write(tmp_path, "silence.wav", np.zeros(SR, np.float32))
+    if case == "constant":
+        return write(tmp_path, "dc.wav", np.full(SR, 0.25, np.float32), subtype="FLOAT")
+    if case == "cancelling channels":
+        x = tone(220.0, 1.0)
+        return write(tmp_path, "phase.wav", np.stack([x, -x], axis=1), subtype="FLOAT")
+    if case in ("nan", "inf"):
+        x = tone(220.0, 1.0)
+        x[1000] = np.nan if case == "nan" else np.inf
+        return write(tmp_path, f"{case}.wav", x, subtype="FLOAT")
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "nope.wav: no such file"),
+    ("directory", ": is a directory, expected an audio file"),
+    ("text", "notes.wav: not an audio file soundfile can read ("),
+    ("empty", "empty.wav: contains no audio"),
+    ("no frames", "zero.wav: contains no audio"),
+    ("too short", "short.wav: clip is 0.010 s long, the minimum is 0.046 s (one 2048-sample frame at 44100 Hz)"),
+    ("short after trim", "late.wav: clip is 0.026 s long after trimming leading silence, the minimum is 0.046 s"),
+    ("silence", "silence.wav: is digital silence"),
+    ("constant", "dc.wav: is digital silence (a constant DC offset)"),
+    ("cancelling channels", "phase.wav: is digital silence (its channels cancel out when mixed to mono)"),
+    ("nan", "nan.wav: contains NaN or infinite samples"),
+    ("inf", "inf.wav: contains NaN or infinite samples"),
+])
+def test_bad_input_is_one_line(tmp_path, case, expected):
+    path = _bad(tmp_path, case)
+    with pytest.raises(AudioError) as err:
+        prepare(path, features=FEATURES)
+    message = str(err.value)
+    assert expected in message and message.startswith(path) and "\n" not in message
+    assert isinstance(err.value, ValueError)
+
+
+def test_read_audio_minimum_is_configurable(tmp_path):
+    path = write(tmp_path, "short.wav", tone(220.0, 0.010))
+    assert len(read_audio(path, sample_rate=SR, min_samples=441)) == 441
+    with pytest.raises(AudioError, match=r"clip is 0\.010 s long, the minimum is 0\.020 s \(one 882-sample"):
+        read_audio(path, sample_rate=SR, min_samples=882)
+
+
+def test_note_is_a_frozen_record():
+    note = Note(midi=60, cents=0.0, hz=None, pitched=False, n_notes=0, message=None)
+    with pytest.raises(AttributeError):
+        note.midi = 61
