@@ -1,8 +1,16 @@
-"""`python -m inference`: commands arrive with the inference pipeline (`infer`, `demo`, `benchmark`)."""
+"""`python -m inference`: infer (clip -> .vital), demo (Gradio), benchmark. Heavy imports inside commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
 
 import click
 
-from datagen.console import setup_logging
+from datagen.console import CliError, check_writable, setup_logging
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -10,3 +18,232 @@ from datagen.console import setup_logging
 def main(verbose: bool) -> None:
     """Turn a recorded synth note into a Vital preset."""
     setup_logging(verbose)
+
+
+def _inputs(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given; folders expanded to the audio files directly inside them (sorted)."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+            if not found:
+                raise CliError(f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+            out.extend(found)
+        else:
+            out.append(p)  # a missing or unreadable file is reported by audio.prepare, in its own words
+    return out
+
+
+def _output(option: Path | None, stem: str, suffix: str, many: bool) -> Path | None:
+    """A single input writes to the path given; several inputs treat it as a folder of <stem><suffix>."""
+    if option is None:
+        return None
+    if many:
+        option.mkdir(parents=True, exist_ok=True)
+        return option / f"{stem}{suffix}"
+    return option
+
+
+def refine_options(f):
+    for decorator in reversed([
+        click.option("--refine", is_flag=True, help="Refine by listening (CMA-ES on rendered audio)."),
+        click.option("--refine-evals", type=click.IntRange(min=1), default=500, show_default=True,
+                     help="Renders CMA-ES may spend."),
+        click.option("--refine-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop refining after this many seconds."),
+        click.option("--refine-sigma", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+                     help="CMA-ES initial step (normalised units)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Render threads for refinement (default: all cores)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]):
+        f = decorator(f)
+    return f
+
+
+@main.command()
+@click.option("-i", "--input", "inputs", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Audio file or folder of audio files (repeatable).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="The .vital file (one input) or a folder (several inputs).")
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Model checkpoint (default: checkpoints/default.pt).")
+@refine_options
+@click.option("--render", "render_to", type=click.Path(path_type=Path), default=None,
+              help="Also write the final preset's audio at the detected note (.wav; a folder for several inputs).")
+@click.option("--plot", "plot_to", type=click.Path(path_type=Path), default=None,
+              help="Also write target vs prediction (vs refined) spectrograms (.png; a folder for several).")
+@click.option("--tutorial", "tutorial_to", type=click.Path(path_type=Path), default=None,
+              help="Also write a step-by-step tutorial (.md; an LLM with ANTHROPIC_API_KEY, else a template).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable results (JSON) instead of text.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for the network.")
+def infer(inputs, output, checkpoint, refine, refine_evals, refine_timeout, refine_sigma, threads, seed, render_to,
+          plot_to, tutorial_to, as_json, device):
+    """Predict a Vital preset for each clip (one note, 1-4 s) and write it as .vital."""
+    from inference.audio import AudioError
+    from inference.refine import RefineConfig
+    from training.checkpoint import CheckpointError
+
+    files = _inputs(inputs)
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    if many:
+        if output.exists() and not output.is_dir():
+            raise CliError(f"{output}: several inputs need an output folder, this is a file")
+        output.mkdir(parents=True, exist_ok=True)
+    else:
+        if output.suffix.lower() != ".vital":
+            raise CliError(f"{output}: the output preset must end in .vital")
+        for path in (output, render_to, plot_to, tutorial_to):
+            if path is not None:
+                check_writable(path)
+    config = RefineConfig(evals=refine_evals, timeout=refine_timeout, sigma=refine_sigma, seed=seed,
+                          threads=threads) if refine else None
+    t0 = time.perf_counter()
+    try:
+        from inference.predict import Pipeline
+
+        pipeline = Pipeline.from_checkpoint(checkpoint, device=device)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    load_seconds = time.perf_counter() - t0
+    results, failed = [], []
+    for path in files:
+        try:
+            results.append(_one(path, pipeline, output=output, many=many, config=config, render_to=render_to,
+                                plot_to=plot_to, tutorial_to=tutorial_to, quiet=as_json))
+        except AudioError as e:
+            if not many:
+                raise CliError(str(e)) from None
+            failed.append(str(path))
+            click.echo(f"error: {e}", err=True)
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(pipeline.path), "load_seconds": load_seconds,
+                               "results": results, "failed": failed}, indent=2))
+    if failed:
+        raise CliError(f"{len(failed)} of {len(files)} inputs failed")
+
+
+def _one(path: Path, pipeline, *, output, many, config, render_to, plot_to, tutorial_to, quiet) -> dict:
+    """Run the main job for one clip, write its files, return its JSON-able result."""
+    from inference import export
+    from inference.match import match
+
+    result = match(path, pipeline, refine=config, show_progress=not quiet)
+    stem = path.stem
+    note = result.note
+    vital = output / f"{stem}.vital" if many else output
+    t0 = time.perf_counter()
+    name = f"{stem} (vital-match)"
+    comment = (f"Predicted from {path.name} ({export.note_name(note.midi)}) by vital-match, checkpoint "
+               f"{pipeline.path.name}" + (f", refined {result.refinement.evaluations} renders" if result.refinement else ""))
+    export.export(result.preset, vital, name=name, comments=comment, registry=pipeline.registry)
+    timings = {**result.timings, "export": time.perf_counter() - t0}
+    sr, seconds = pipeline.features.sample_rate, pipeline.features.duration
+    wav = _output(render_to, stem, ".wav", many)
+    png = _output(plot_to, stem, ".png", many)
+    audio = None
+    if wav is not None or png is not None:
+        audio = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=seconds)
+    if wav is not None:
+        export.write_wav(audio, wav, sample_rate=sr)
+    if png is not None:
+        spectra = {"target": result.target.audio}
+        if result.refinement is not None:
+            spectra["prediction"] = export.render(result.prediction.preset, note=note.midi, sample_rate=sr,
+                                                  seconds=seconds)
+            spectra["refined"] = audio
+        else:
+            spectra["prediction"] = audio
+        export.plot(spectra, png, features=pipeline.features, title=f"{path.name} at {export.note_name(note.midi)}")
+    md = _output(tutorial_to, stem, ".md", many)
+    tutorial_source = None
+    if md is not None:
+        from inference.tutorial import tutorial
+
+        tut = tutorial(result.preset, registry=pipeline.registry, note=export.note_name(note.midi),
+                       confidence=result.prediction.confidence)
+        md.write_text(tut.text, encoding="utf-8")
+        tutorial_source = tut.source
+        if not quiet:
+            click.echo(f"tutorial: {tut.notice}")
+    r = result.refinement
+    if not quiet:
+        line = f"{path}: {export.note_name(note.midi)} ({note.cents:+.0f} cents)" if note.pitched \
+            else f"{path}: unpitched (rendered at {export.note_name(note.midi)})"
+        line += f" -> {vital}"
+        if r is not None:
+            line += (f"; refined spectral distance {r.initial_loss:.3f} -> {r.final_loss:.3f} in {r.evaluations} "
+                     f"renders ({r.seconds:.1f} s)")
+        click.echo(line)
+    preset = result.preset
+    return {
+        "input": str(path), "output": str(vital), "render": str(wav) if wav else None, "plot": str(png) if png else None,
+        "tutorial": str(md) if md else None, "tutorial_source": tutorial_source,
+        "note": {"midi": note.midi, "name": export.note_name(note.midi), "cents": note.cents, "hz": note.hz,
+                 "pitched": note.pitched, "n_notes": note.n_notes},
+        "messages": list(result.target.messages),
+        "parameters": {p.name: preset.raw(p.name, pipeline.registry) for p in pipeline.registry.params},
+        "confidence": result.prediction.confidence,
+        "wavetable_confidence": list(result.prediction.wavetable_confidence),
+        "modulations": [{"source": m.source, "destination": m.destination, "amount": m.amount, "bipolar": m.bipolar,
+                         "power": m.power, "stereo": m.stereo, "confidence": c}
+                        for m, c in zip(preset.modulations, result.prediction.modulation_confidence)],
+        "refinement": None if r is None else {
+            "initial_loss": r.initial_loss, "final_loss": r.final_loss, "evaluations": r.evaluations,
+            "failures": r.failures, "seconds": r.seconds, "params": list(r.params)},
+        "timings": timings,
+    }
+
+
+@main.command("bench-speed")
+@click.option("-i", "--input", "clip", type=click.Path(path_type=Path), required=True, help="A clip (2 s, one note).")
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Model checkpoint (default: checkpoints/default.pt).")
+@click.option("--evals", type=click.IntRange(min=2), default=500, show_default=True, help="Refinement budget.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True, help="Timed predictions.")
+def bench_speed(clip, checkpoint, evals, threads, repeats):
+    """Load time, prediction latency, refinement renders/s vs raw vita x threads (one run)."""
+    from inference.audio import AudioError
+    from training.checkpoint import CheckpointError
+
+    t0 = time.perf_counter()
+    try:
+        from inference.predict import Pipeline
+        from inference.speed import bench_speed as run
+
+        pipeline = Pipeline.from_checkpoint(checkpoint)
+        load = time.perf_counter() - t0
+        result = run(pipeline, clip, evals=evals, threads=threads, repeats=repeats, load_seconds=load)
+    except (CheckpointError, AudioError) as e:
+        raise CliError(str(e)) from None
+    click.echo(json.dumps(result, indent=2))
+    click.echo(f"load {result['load_s']:.2f} s; predict {result['predict_median_s'] * 1000:.0f} ms (median); "
+               f"refine {result['refine_renders_per_s']:.1f} renders/s on {threads} threads = "
+               f"{result['refine_ratio']:.2f} x raw vita ({result['raw_renders_per_s_1_thread']:.1f}/s) x {threads}; "
+               f"{result['refine_evaluations']} evaluations in {result['refine_wall_s']:.1f} s")
+
+
+@main.command()
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Model checkpoint (default: checkpoints/default.pt).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 serves your network: anyone who can reach it can use the app).")
+@click.option("--share", is_flag=True, help="Also open a public gradio.live link (needs internet access).")
+def demo(checkpoint, port, host, share):
+    """The Gradio app: upload or record a note, get the preset, its sound and a tutorial (local by default)."""
+    import importlib.util
+
+    from training.checkpoint import CheckpointError
+
+    if importlib.util.find_spec("gradio") is None:
+        raise CliError("the demo needs gradio: pip install -e '.[demo]'")
+    from inference.demo import launch
+
+    try:
+        launch(checkpoint, host=host, port=port, share=share)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:  # port taken, address not available
+        raise CliError(f"cannot serve on {host}:{port}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -40,7 +40,7 @@ def load(path: Path, *, check_registry: bool = True) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError, ValueError) as e:
         raise CheckpointError(f"{path}: not a vital-match checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
         version = ckpt.get("format_version") if isinstance(ckpt, dict) else None

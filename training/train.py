@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -214,7 +215,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
         val = _validate(net, loss_fn, val_loader, device, world, autocast)
         row = {"epoch": epoch, "step": state["step"], "lr": scheduler.get_last_lr()[0],
                **{f"train/{k}": v / max(seen, 1) for k, v in sums.items()}, **{f"val/{k}": v for k, v in val.items()},
-               "samples_per_s": seen * world / train_time, "data_wait_share": wait / train_time}
+               "samples_per_s": seen * world / train_time, "data_wait_share": wait / train_time,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this rank, Linux KiB
+               "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
         state["epoch"] = epoch
         state["history"].append(row)
         improved = val["loss"] < state["best_val_loss"]

@@ -1,0 +1,75 @@
+"""Writing results: the `.vital` file a producer opens, its audio, and a target-vs-prediction figure.
+
+`export(preset, path, ...)` fills the preset's name / author / comments and writes it through
+`datagen.preset.write_vital` (wavetables injected per oscillator, modulations in the `modulations` array and
+the `modulation_N_*` settings, a real `synth_version`), atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+AUTHOR = "vital-match"
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(midi: int) -> str:
+    """MIDI 60 -> "C4" (scientific pitch notation: 261.6 Hz)."""
+    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
+
+
+def export(preset, path: str | Path, *, name: str, comments: str = "", registry=None) -> Path:
+    """Write `preset` as a `.vital` file named `name` (Vital shows it in its browser)."""
+    from datagen.preset import write_vital
+
+    meta = {**preset.meta, "preset_name": name, "author": AUTHOR, "comments": comments, "preset_style": ""}
+    return write_vital(replace(preset, meta=meta), path, registry=registry)
+
+
+def render(preset, *, note: int, sample_rate: int, seconds: float) -> np.ndarray:
+    """(samples,) float32 mono render of `preset` at `note` (key held for 3/4 of the time, as in training)."""
+    from datagen.render import RenderConfig, Renderer
+
+    return Renderer(RenderConfig(sample_rate=sample_rate, render_length=seconds,
+                                 note_length=min(RenderConfig.note_length, 0.75 * seconds))).render(preset, note=note)
+
+
+def write_wav(audio: np.ndarray, path: str | Path, *, sample_rate: int) -> Path:
+    """16-bit WAV, peak-limited to -1 dBFS when the render clips (Vital's output can exceed 1.0)."""
+    import soundfile as sf
+
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    limit = 10 ** (-1 / 20)
+    if peak > limit:
+        audio = audio * (limit / peak)
+    sf.write(str(path), audio, sample_rate, subtype="PCM_16")
+    return Path(path)
+
+
+def plot(spectra: dict[str, np.ndarray], path: str | Path, *, features, title: str = "") -> Path:
+    """One log-mel panel per entry of `spectra` ({"target": audio, "prediction": audio, ...}), same scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from datagen.features import log_mel
+
+    mels = {k: log_mel(np.asarray(v, np.float32), features) for k, v in spectra.items()}
+    hi = max(float(m.max()) for m in mels.values())
+    fig, axes = plt.subplots(1, len(mels), figsize=(4 * len(mels), 3.2), sharey=True, squeeze=False)
+    for ax, (label, mel) in zip(axes[0], mels.items()):
+        ax.imshow(mel, origin="lower", aspect="auto", vmin=hi - 80 / 4.34, vmax=hi, cmap="magma",
+                  extent=(0, features.duration, 0, features.n_mels))  # 80 dB range (ln power: 4.34 dB per nat)
+        ax.set_title(label)
+        ax.set_xlabel("seconds")
+    axes[0][0].set_ylabel("mel band")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,52 @@
+"""The main job, as one library call: a clip -> a predicted, optionally refined, preset.
+
+`match(path, pipeline, refine=RefineConfig(...))` is what `infer` runs per input and what the demo runs per
+upload (no second implementation): prepare the clip (`audio.prepare`), predict (`Pipeline.predict`), refine
+(`refine.refine`) at the detected note.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Match:
+    source: str
+    target: object  # inference.audio.Target
+    prediction: object  # inference.predict.Prediction
+    refinement: object | None  # inference.refine.Refinement, None without --refine
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: prepare, predict, refine
+
+    @property
+    def preset(self):
+        """The final preset: refined when refinement ran, else the network's prediction."""
+        return self.refinement.preset if self.refinement is not None else self.prediction.preset
+
+    @property
+    def note(self):
+        return self.target.note
+
+
+def match(path: str | Path, pipeline, *, refine=None, show_progress: bool = True, on_progress=None) -> Match:
+    """refine: a RefineConfig to refine with, or None. on_progress(done, total, best_loss) during refinement.
+    Raises inference.audio.AudioError (one line) for a clip that cannot be used."""
+    from inference.audio import prepare
+    from inference.refine import refine as run_refine
+
+    t0 = time.perf_counter()
+    target = prepare(path, features=pipeline.features)
+    t1 = time.perf_counter()
+    prediction = pipeline.predict(target)
+    t2 = time.perf_counter()
+    timings = {"prepare": t1 - t0, "predict": t2 - t1}
+    refinement = None
+    if refine is not None:
+        refinement = run_refine(prediction.preset, target.audio, note=target.note.midi,
+                                sample_rate=target.sample_rate, importance=pipeline.importance,
+                                registry=pipeline.registry, config=refine, show_progress=show_progress,
+                                on_progress=on_progress)
+        timings["refine"] = refinement.seconds
+    return Match(source=str(path), target=target, prediction=prediction, refinement=refinement, timings=timings)

@@ -1,0 +1,56 @@
+"""Speed of the main job, measured in one run so the ratios mean something on a noisy machine.
+
+- load: `Pipeline.from_checkpoint` wall time in this process (imports of torch / torchvision / vita included
+  when they are not loaded yet: the first call is what a producer waits for);
+- predict: median latency of `Pipeline.predict` on a prepared 2 s clip, after a warm-up call;
+- refine: renders/s of CMA-ES refinement with T threads against raw vita renders/s (one thread, one Synth,
+  `load_json` + `render` of the same preset in a loop) times T; and the wall time of the whole refinement.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def raw_renders_per_s(preset_text: str, *, note: int, seconds: float, n: int) -> float:
+    """One thread, one vita Synth: load_json + render, n times (what refinement costs at the very least)."""
+    import vita
+
+    synth = vita.Synth()
+    synth.set_sample_rate(44100.0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        synth.load_json(preset_text)
+        synth.render(note, 0.8, min(1.5, 0.75 * seconds), seconds)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_speed(pipeline, clip, *, evals: int = 500, threads: int = 2, repeats: int = 10, load_seconds: float) -> dict:
+    """clip: a path; returns the numbers research/benchmarks.md reports."""
+    from datagen.render import deterministic
+    from inference.audio import prepare
+    from inference.refine import RefineConfig, refine
+
+    target = prepare(clip, features=pipeline.features)
+    pipeline.predict(target)  # warm-up
+    latencies = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        prediction = pipeline.predict(target)
+        latencies.append(time.perf_counter() - t0)
+    text = deterministic(prediction.preset).to_vital_text(pipeline.registry)
+    raw = raw_renders_per_s(text, note=target.note.midi, seconds=pipeline.features.duration, n=20)
+    r = refine(prediction.preset, target.audio, note=target.note.midi, sample_rate=target.sample_rate,
+               importance=pipeline.importance, registry=pipeline.registry,
+               config=RefineConfig(evals=evals, threads=threads), show_progress=False)
+    return {
+        "load_s": load_seconds, "predict_median_s": statistics.median(latencies), "predict_max_s": max(latencies),
+        "raw_renders_per_s_1_thread": raw, "threads": threads, "refine_renders_per_s": r.renders_per_s,
+        "refine_ratio": r.renders_per_s / (raw * threads), "refine_evaluations": r.evaluations,
+        "refine_wall_s": r.seconds, "refine_initial_loss": r.initial_loss, "refine_final_loss": r.final_loss,
+        "refine_params": len(r.params), "note": target.note.midi,
+        "clip_seconds": float(np.round(target.duration, 3)),
+    }
