@@ -220,7 +220,8 @@ def bench_speed(clip, checkpoint, evals, threads, repeats):
     click.echo(json.dumps(result, indent=2))
     click.echo(f"load {result['load_s']:.2f} s; predict {result['predict_median_s'] * 1000:.0f} ms (median); "
                f"refine {result['refine_renders_per_s']:.1f} renders/s on {threads} threads = "
-               f"{result['refine_ratio']:.2f} x raw vita ({result['raw_renders_per_s_1_thread']:.1f}/s) x {threads}; "
+               f"{result['refine_ratio']:.2f} x raw vita ({result['raw_renders_per_s_1_thread']:.1f}/s, fresh Synth) x "
+               f"{threads}; "
                f"{result['refine_evaluations']} evaluations in {result['refine_wall_s']:.1f} s")
 
 
@@ -246,4 +247,5 @@ def demo(checkpoint, port, host, share):
     except CheckpointError as e:
         raise CliError(str(e)) from None
     except OSError as e:  # port taken, address not available
-        raise CliError(f"cannot serve on {host}:{port}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CliError(f"cannot serve on {host}:{port}: {reason}") from None
