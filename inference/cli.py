@@ -209,16 +209,20 @@ def bench_speed(clip, checkpoint, evals, threads, repeats):
 
     t0 = time.perf_counter()
     try:
+        import torchvision  # noqa: F401  (timed apart: importing torch + torchvision is most of a cold start)
+
         from inference.predict import Pipeline
         from inference.speed import bench_speed as run
 
+        t1 = time.perf_counter()
         pipeline = Pipeline.from_checkpoint(checkpoint)
-        load = time.perf_counter() - t0
-        result = run(pipeline, clip, evals=evals, threads=threads, repeats=repeats, load_seconds=load)
+        t2 = time.perf_counter()
+        result = run(pipeline, clip, evals=evals, threads=threads, repeats=repeats, load_seconds=t2 - t1)
+        result = {"import_s": t1 - t0, **result}
     except (CheckpointError, AudioError) as e:
         raise CliError(str(e)) from None
     click.echo(json.dumps(result, indent=2))
-    click.echo(f"load {result['load_s']:.2f} s; predict {result['predict_median_s'] * 1000:.0f} ms (median); "
+    click.echo(f"imports {result['import_s']:.2f} s, load {result['load_s']:.2f} s; predict {result['predict_median_s'] * 1000:.0f} ms (median); "
                f"refine {result['refine_renders_per_s']:.1f} renders/s on {threads} threads = "
                f"{result['refine_ratio']:.2f} x raw vita ({result['raw_renders_per_s_1_thread']:.1f}/s, fresh Synth) x "
                f"{threads}; "

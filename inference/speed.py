@@ -1,7 +1,7 @@
 """Speed of the main job, measured in one run so the ratios mean something on a noisy machine.
 
-- load: `Pipeline.from_checkpoint` wall time in this process (imports of torch / torchvision / vita included
-  when they are not loaded yet: the first call is what a producer waits for);
+- load: `Pipeline.from_checkpoint` wall time; the CLI times importing torch + torchvision apart (`import_s`):
+  a producer's cold start is the sum;
 - predict: median latency of `Pipeline.predict` on a prepared 2 s clip, after a warm-up call;
 - refine: renders/s of CMA-ES refinement with T threads against raw vita renders/s (one thread: a new Synth,
   `load_json`, `render` of the same preset in a loop, the same work per candidate) times T; also against a
