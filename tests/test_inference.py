@@ -381,3 +381,22 @@ def test_end_to_end_with_a_real_preset(refined_cli, registry):
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     # The two-batch model's guess is quiet (around -70 dBFS); a broken export renders digital silence or NaN.
     assert np.isfinite(audio).all() and rms > 1e-5
+
+
+def test_exported_half_checkpoint_predicts_like_the_full_one(ckpt, clips, tmp_path):
+    from training.cli import main as training_main
+
+    slim = tmp_path / "slim.pt"
+    r = CliRunner().invoke(training_main, ["export", "-c", str(ckpt), "-o", str(slim)])
+    assert r.exit_code == 0, r.output
+    assert slim.stat().st_size < 0.2 * Path(ckpt).stat().st_size  # no optimizer state, float16 weights
+    payload = torch.load(slim, weights_only=True)
+    assert not set(payload) & {"optimizer", "scheduler", "rng", "state"} and payload["trained"]["half"]
+    assert all(v.dtype != torch.float32 for v in payload["model"].values())
+    full, half = Pipeline.from_checkpoint(ckpt), Pipeline.from_checkpoint(slim)
+    target = prepare(clips / "c48.wav", features=full.features)
+    a, b = full.predict(target), half.predict(target)
+    cont = np.array(list(a.preset.continuous.values())) - np.array(list(b.preset.continuous.values()))
+    assert np.abs(cont).max() < 0.02  # float16 weights move the sigmoid outputs by < 2% of a range
+    r = CliRunner().invoke(training_main, ["export", "-c", str(tmp_path / "none.pt"), "-o", str(slim)])
+    assert r.exit_code == 2 and "no such checkpoint" in r.output

@@ -1,4 +1,6 @@
-"""`python -m training`: train (also under torchrun) and, later, evaluate. Heavy imports inside commands."""
+"""`python -m training`: train (also under torchrun), evaluate, export (a slim checkpoint to ship).
+
+Heavy imports happen inside commands."""
 
 from __future__ import annotations
 
@@ -105,3 +107,21 @@ def evaluate(checkpoint, data, split, output, batch_size, n_render, device, seed
         click.echo(f"spectral distance {fmt(spectral['mean'], '.3f')} (init preset {fmt(spectral['init_mean'], '.3f')})"
                    f" over {spectral['n_render'] - spectral['n_failed']} of {spectral['n_render']} renders")
     click.echo("report: " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command("export")
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), required=True, help="A run's best.pt.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .pt to ship.")
+@click.option("--full-precision", is_flag=True, help="Keep float32 weights (default: float16, half the size).")
+def export(checkpoint, output, full_precision):
+    """Strip a checkpoint for inference: no optimizer or trainer state, float16 weights."""
+    from datagen.console import check_writable
+    from training import checkpoint as ckpt_io
+
+    check_writable(output)
+    try:
+        ckpt = ckpt_io.load(checkpoint)
+    except ckpt_io.CheckpointError as e:
+        raise CliError(str(e)) from None
+    ckpt_io.save(output, ckpt_io.slim(ckpt, half=not full_precision))
+    click.echo(f"{output}: {output.stat().st_size / 2**20:.1f} MB (from {checkpoint.stat().st_size / 2**20:.1f} MB)")
