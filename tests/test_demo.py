@@ -162,9 +162,10 @@ def _predict(page, path: Path, *, refine: bool, evals: int | None = None):
     upload = page.locator("#clip input[type=file]")
     upload.or_(page.locator("#clip button[aria-label='Clear']")).first.wait_for(state="attached")
     if not upload.count():  # a clip is loaded: clear it to get the upload box back
-        page.locator("#clip button[aria-label='Clear']").click()
+        page.locator("#clip button[aria-label='Clear']").first.click()
     upload.set_input_files(str(path))
-    expect(page.locator("#clip button[aria-label='Clear']")).to_be_visible()  # the upload landed
+    # the upload landed (while gradio re-renders the player, two Clear buttons can exist for a moment)
+    expect(page.locator("#clip button[aria-label='Clear']").first).to_be_visible()
     checkbox = page.locator("#refine input[type=checkbox]")
     if checkbox.is_checked() != refine:
         checkbox.click()
@@ -251,7 +252,7 @@ def test_demo_in_a_browser(sync_playwright, pipeline, clip, tmp_path):
             big = tmp_path / "huge.wav"
             with open(big, "wb") as f:
                 f.truncate(21 * 10**6)  # over the 20 MB default, sparse on disk
-            page.locator("#clip button[aria-label='Clear']").click()
+            page.locator("#clip button[aria-label='Clear']").first.click()
             page.locator("#clip input[type=file]").set_input_files(str(big))
             expect(page.get_by_text("exceed the maximum allowed size")).to_be_visible()
 
