@@ -133,28 +133,19 @@ def _one(path: Path, pipeline, *, output, many, config, render_to, plot_to, tuto
     note = result.note
     vital = output / f"{stem}.vital" if many else output
     t0 = time.perf_counter()
-    name = f"{stem} (vital-match)"
-    comment = (f"Predicted from {path.name} ({export.note_name(note.midi)}) by vital-match, checkpoint "
-               f"{pipeline.path.name}" + (f", refined {result.refinement.evaluations} renders" if result.refinement else ""))
-    export.export(result.preset, vital, name=name, comments=comment, registry=pipeline.registry)
+    export.export_match(result, vital, stem=stem, pipeline=pipeline)
     timings = {**result.timings, "export": time.perf_counter() - t0}
-    sr, seconds = pipeline.features.sample_rate, pipeline.features.duration
+    sr = pipeline.features.sample_rate
     wav = _output(render_to, stem, ".wav", many)
     png = _output(plot_to, stem, ".png", many)
-    audio = None
-    if wav is not None or png is not None:
-        audio = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=seconds)
-    if wav is not None:
-        export.write_wav(audio, wav, sample_rate=sr)
-    if png is not None:
-        spectra = {"target": result.target.audio}
-        if result.refinement is not None:
-            spectra["prediction"] = export.render(result.prediction.preset, note=note.midi, sample_rate=sr,
-                                                  seconds=seconds)
-            spectra["refined"] = audio
-        else:
-            spectra["prediction"] = audio
+    if png is not None:  # target, prediction (and refined): the last one is the final preset's audio
+        spectra = export.match_audio(result, pipeline=pipeline)
         export.plot(spectra, png, features=pipeline.features, title=f"{path.name} at {export.note_name(note.midi)}")
+        final = list(spectra.values())[-1]
+    elif wav is not None:
+        final = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=pipeline.features.duration)
+    if wav is not None:
+        export.write_wav(final, wav, sample_rate=sr)
     md = _output(tutorial_to, stem, ".md", many)
     tutorial_source = None
     if md is not None:

@@ -167,16 +167,10 @@ def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, max_by
     note, r = result.note, result.refinement
     note_text = export.note_name(note.midi)
     progress(0.8, desc="Rendering and writing the preset")
-    sr, seconds = pipeline.features.sample_rate, pipeline.features.duration
-    vital = folder / f"{stem}.vital"
-    comment = (f"Predicted from {path.name} ({note_text}) by the vital-match demo, checkpoint {pipeline.path.name}"
-               + (f", refined {r.evaluations} renders" if r is not None else ""))
-    export.export(result.preset, vital, name=f"{stem} (vital-match)", comments=comment, registry=pipeline.registry)
-
-    audio = {"target": result.target.audio,
-             "prediction": export.render(result.prediction.preset, note=note.midi, sample_rate=sr, seconds=seconds)}
-    if r is not None:
-        audio["refined"] = export.render(r.preset, note=note.midi, sample_rate=sr, seconds=seconds)
+    sr = pipeline.features.sample_rate
+    vital = export.export_match(result, folder / f"{stem}.vital", stem=stem, pipeline=pipeline,
+                                by="the vital-match demo")
+    audio = export.match_audio(result, pipeline=pipeline)
     wavs = {k: export.write_wav(a, folder / f"{stem}-{k}.wav", sample_rate=sr) for k, a in audio.items()}
     png = export.plot(audio, folder / f"{stem}-spectrograms.png", features=pipeline.features,
                       title=f"{path.name} at {note_text}")

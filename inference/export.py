@@ -73,3 +73,23 @@ def plot(spectra: dict[str, np.ndarray], path: str | Path, *, features, title: s
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def export_match(result, path: str | Path, *, stem: str, pipeline, by: str = "vital-match") -> Path:
+    """Write a `match.Match`'s final preset as `.vital`, named "<stem> (vital-match)", its comment saying where
+    it came from (clip, note, checkpoint, refinement budget). The CLI and the demo both write through this."""
+    r = result.refinement
+    comment = (f"Predicted from {Path(result.source).name} ({note_name(result.note.midi)}) by {by}, checkpoint "
+               f"{pipeline.path.name}" + (f", refined {r.evaluations} renders" if r is not None else ""))
+    return export(result.preset, path, name=f"{stem} (vital-match)", comments=comment, registry=pipeline.registry)
+
+
+def match_audio(result, *, pipeline) -> dict[str, np.ndarray]:
+    """{"target", "prediction"[, "refined"]}: (samples,) audio at the clip's note, the target as the model
+    heard it; "refined" only when refinement ran."""
+    sr, seconds, note = pipeline.features.sample_rate, pipeline.features.duration, result.note.midi
+    audio = {"target": result.target.audio,
+             "prediction": render(result.prediction.preset, note=note, sample_rate=sr, seconds=seconds)}
+    if result.refinement is not None:
+        audio["refined"] = render(result.refinement.preset, note=note, sample_rate=sr, seconds=seconds)
+    return audio

@@ -47,26 +47,18 @@ class Pipeline:
         self.predicted_categorical = tuple(model.config.predicted_categorical)
         n = len(self.registry.continuous)
         self.importance = np.asarray(ckpt.get("importance") or np.ones(n), np.float64)  # (n_continuous,)
-        self.metrics = ckpt.get("metrics", {})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu") -> "Pipeline":
         """Load a checkpoint (default: checkpoints/default.pt). Raises CheckpointError with one line."""
         from training import checkpoint
-        from training.model import ModelConfig, PresetEstimator
 
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if path == DEFAULT_CHECKPOINT and not path.is_file():
             raise checkpoint.CheckpointError(
                 f"no default checkpoint at {path}; pass one with -c (train one with `python -m training train`)")
         ckpt = checkpoint.load(path)
-        try:
-            model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
-            model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()}, strict=True)
-        except (KeyError, TypeError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(f"{path}: the model does not fit its own config "
-                                             f"({str(e).splitlines()[0]})") from None
-        model.eval().to(device)
+        model = checkpoint.build_model(ckpt, path).to(device)
         return cls(model=model, ckpt=ckpt, path=path, device=device)
 
     def predict(self, target, *, threshold: float = 0.5) -> Prediction:

@@ -55,6 +55,20 @@ def load(path: Path, *, check_registry: bool = True) -> dict:
     return ckpt
 
 
+def build_model(ckpt: dict, path: Path):
+    """The PresetEstimator a loaded checkpoint describes, its weights loaded strictly (as float32, so slim
+    float16 checkpoints load too), in eval mode on the CPU. CheckpointError when they do not fit."""
+    from training.model import ModelConfig, PresetEstimator
+
+    try:
+        model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+                              strict=True)
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the model config ({str(e).splitlines()[0]})") from None
+    return model.eval()
+
+
 TRAINING_ONLY = ("optimizer", "scheduler", "rng", "state")  # what resuming needs and inference does not
 
 

@@ -380,7 +380,6 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
     from training.data import PresetDataset, collate
     from training.decode import decode
     from training.losses import build_mask_spec
-    from training.model import ModelConfig, PresetEstimator
 
     t_start = time.perf_counter()
     registry = load_registry()
@@ -402,13 +401,8 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
         log.warning("%d of the checkpoint's %d wavetables are not in the data set's catalog; predicting them "
                     "counts as wrong", missing, len(model_catalog))
 
-    model_config = ModelConfig.from_dict(ckpt["model_config"])
-    model = PresetEstimator(model_config)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise checkpoint.CheckpointError(f"{config.checkpoint}: the weights do not fit the model config "
-                                         f"({str(e).splitlines()[0]})") from None
+    model = checkpoint.build_model(ckpt, config.checkpoint)
+    model_config = model.config
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
 

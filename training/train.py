@@ -271,13 +271,11 @@ def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batc
     from datagen.registry import load_registry
     from training import checkpoint
     from training.data import PresetDataset, collate
-    from training.model import ModelConfig, PresetEstimator
 
     ckpt = checkpoint.load(checkpoint_path)
     registry = load_registry()
-    model_config = ModelConfig.from_dict(ckpt["model_config"])
-    model = PresetEstimator(model_config)
-    model.load_state_dict(ckpt["model"], strict=True)
+    model = checkpoint.build_model(ckpt, checkpoint_path)
+    model_config = model.config
     dataset = PresetDataset(list(data), split=split)
     loss_fn = _loss(registry, model_config, dataset, label_smoothing=ckpt["train_config"]["label_smoothing"])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
