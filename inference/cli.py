@@ -220,6 +220,60 @@ def bench_speed(clip, checkpoint, evals, threads, repeats):
                f"{result['refine_evaluations']} evaluations in {result['refine_wall_s']:.1f} s")
 
 
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise CliError(f"--{name} takes comma-separated integers, got {text!r}") from None
+
+
+@main.command()
+@click.option("-i", "--input", "inputs", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="WAV clips, .vital presets, folders of either, or an .h5 data set (its test split). Repeatable.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Folder for clips.jsonl, results.md, results.png, summary.json (an existing run resumes).")
+@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Model checkpoint (default: checkpoints/default.pt).")
+@click.option("--methods", default=",".join(("init", "random", "cma-init", "network", "network+cma")),
+              show_default=True, help="Comma-separated methods.")
+@click.option("--budgets", default="0,200,500,2000", show_default=True,
+              help="Comma-separated render budgets (0: the methods that do not search).")
+@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes .vital presets are rendered at.")
+@click.option("--max-clips", type=click.IntRange(min=1), default=None, help="Score at most this many targets.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Render threads (default: all cores).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def benchmark(inputs, output, checkpoint, methods, budgets, notes, max_clips, threads, seed):
+    """Score the init preset, random search, CMA-ES from init, the network and network + CMA-ES on targets."""
+    from inference.audio import AudioError
+    from training.checkpoint import CheckpointError
+
+    try:
+        from inference.benchmark import BenchmarkConfig, load_clips, markdown, run
+        from inference.predict import Pipeline
+
+        config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                                 budgets=_ints(budgets, "budgets"), threads=threads, seed=seed)
+        note_list = _ints(notes, "notes")
+        if not note_list or not all(0 <= n <= 127 for n in note_list):
+            raise CliError(f"--notes must be MIDI notes 0..127, got {notes!r}")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CliError(f"{output}: cannot make this output folder ({e.strerror or e})") from None
+        check_writable(output / "clips.jsonl")
+        pipeline = Pipeline.from_checkpoint(checkpoint)
+        clips = load_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed)
+        if not clips:
+            raise CliError("no targets to score")
+        click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "
+                   f"{', '.join(map(str, config.budgets))}", err=True)
+        summary = run(clips, pipeline=pipeline, config=config, out_dir=output)
+    except (CheckpointError, AudioError, ValueError) as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    click.echo(markdown(summary))
+    click.echo(f"wrote {output / 'clips.jsonl'}, results.md, results.png, summary.json", err=True)
+
+
 @main.command()
 @click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Model checkpoint (default: checkpoints/default.pt).")

@@ -59,6 +59,17 @@ class Refinement:
     params: tuple[str, ...]  # the parameters searched
     history: tuple[float, ...] = field(default=(), repr=False)  # best loss after each population
     renders_per_s: float = 0.0
+    # budget -> the state a run with `evals=budget` (same seed) would have ended in: the benchmark's budgets
+    # 200 / 500 / 2000 come from one run of the largest (CMA-ES asks the same populations whatever the budget)
+    snapshots: dict[int, "Snapshot"] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    preset: object
+    loss: float
+    evaluations: int
+    seconds: float  # wall time from the start of `refine` to this state
 
 
 def audible_params(preset, *, registry, importance: np.ndarray, limit: int) -> list[str]:
@@ -134,9 +145,11 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importance: np.ndarray, registry,
-           config: RefineConfig = RefineConfig(), show_progress: bool = True, on_progress=None) -> Refinement:
+           config: RefineConfig = RefineConfig(), show_progress: bool = True, on_progress=None,
+           snapshots: tuple[int, ...] = ()) -> Refinement:
     """CMA-ES from `preset` towards `target` ((samples,) mono at sample_rate). on_progress(done, total,
-    best_loss) is called after each population (the demo's progress bar)."""
+    best_loss) is called after each population (the demo's progress bar). snapshots: budgets (<= config.evals)
+    at which to keep the best preset so far (`Refinement.snapshots`)."""
     import cma
     import torch
     from tqdm import tqdm
@@ -156,6 +169,14 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
         initial, failed = objective(preset)
         evals, failures, history = 1, int(failed), [initial]
         best_loss, best_x = initial, x0
+        snaps = {}
+
+        def snapshot():  # every budget the run has not outspent yet ends here, for now
+            for b in snapshots:
+                if evals <= b:
+                    snaps[b] = (best_loss, best_x, evals, time.perf_counter() - t0)
+
+        snapshot()
         bar = tqdm(total=config.evals, desc="refine", disable=not show_progress, dynamic_ncols=True)
         bar.update(1)
         if names and config.evals > 1:
@@ -178,6 +199,7 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
                 if losses[k] < best_loss:
                     best_loss, best_x = losses[k], np.clip(xs[k], 0.0, 1.0)
                 history.append(best_loss)
+                snapshot()
                 bar.update(len(xs))
                 bar.set_postfix(best=f"{best_loss:.4f}", start=f"{initial:.4f}")
                 if on_progress is not None:
@@ -192,4 +214,6 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
     improved = best_loss < initial
     return Refinement(preset=candidate(best_x) if improved else preset, initial_loss=initial,
                       final_loss=best_loss if improved else initial, evaluations=evals, failures=failures,
-                      seconds=seconds, params=tuple(names), history=tuple(history), renders_per_s=evals / seconds)
+                      seconds=seconds, params=tuple(names), history=tuple(history), renders_per_s=evals / seconds,
+                      snapshots={b: Snapshot(preset=candidate(x) if loss < initial else preset, loss=loss,
+                                             evaluations=n, seconds=t) for b, (loss, x, n, t) in snaps.items()})

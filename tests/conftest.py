@@ -19,6 +19,21 @@ def init(registry):
     return init_preset(registry)
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint trained for two batches on 8 tier-3 presets with the default (2 s) features (inference and
+    benchmark tests share it). Its data set is `tiny_checkpoint.parent.parent / "tiny.h5"`."""
+    from datagen.generate import GenerateConfig, generate
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("inference")
+    data = root / "tiny.h5"
+    generate(data, GenerateConfig(tier=3, n_presets=8, notes=(60,)), workers=2, show_progress=False)
+    train(TrainConfig(data=(str(data),), output=str(root / "run"), epochs=1, batch_size=4, max_batches_per_epoch=2),
+          show_progress=False)
+    return root / "run" / "latest.pt"
+
+
 def shared_presets() -> list:
     folder = shared_presets_dir()
     return find_presets(folder) if folder.is_dir() else []

@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 
 from datagen.features import FeatureConfig, log_mel
-from datagen.generate import GenerateConfig, generate
 from datagen.preset import Modulation, read_vital
 from datagen.registry import MODULATION_SLOTS
 from datagen.render import Renderer, deterministic
@@ -26,7 +25,6 @@ from inference.predict import Pipeline
 from inference.refine import FAILED_LOSS, Objective, RefineConfig, audible_params, refine
 from tests.conftest import require_shared_presets, shared_presets
 from training.checkpoint import CheckpointError
-from training.train import TrainConfig, train
 
 SAW_PLUCK = Path(__file__).resolve().parents[1] / "examples" / "presets" / "saw_pluck.vital"
 ROUTES = (Modulation(source="lfo_1", destination="filter_1_cutoff", amount=0.5),
@@ -35,14 +33,8 @@ ROUTES = (Modulation(source="lfo_1", destination="filter_1_cutoff", amount=0.5),
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A checkpoint trained for two batches on 8 tier-3 presets with the default (2 s) features."""
-    root = tmp_path_factory.mktemp("inference")
-    data = root / "tiny.h5"
-    generate(data, GenerateConfig(tier=3, n_presets=8, notes=(60,)), workers=2, show_progress=False)
-    train(TrainConfig(data=(str(data),), output=str(root / "run"), epochs=1, batch_size=4, max_batches_per_epoch=2),
-          show_progress=False)
-    return root / "run" / "latest.pt"
+def ckpt(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

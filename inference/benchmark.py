@@ -1,0 +1,378 @@
+"""`python -m inference benchmark`: how close each method's preset sounds to the target, against baselines.
+
+Targets (`load_clips`): WAV clips (prepared like `infer` prepares them, at the detected note); `.vital` presets
+rendered at stated MIDI notes; or the test split of a generated HDF5 data set (each row rendered at its note).
+A rendered target is rendered a second time from a fresh Synth: the distance between the two renders is that
+clip's noise floor (random phases, noise and unsynchronised LFOs make a preset differ from itself).
+
+Methods, each giving one preset per clip (searches spend `budget` renders of the refinement objective):
+- `init`: Vital's init preset (the floor every method should beat);
+- `random`: the best of `budget` presets drawn by the data set's sampler (`datagen.sampler`, the model's tier);
+- `cma-init`: CMA-ES (`inference.refine`) started from the init preset;
+- `network`: the network's prediction;
+- `network+cma`: CMA-ES started from the network's prediction (what `infer --refine` does).
+Budgets 200 / 500 / 2000 of a search come from one run of the largest budget, snapshotted on the way
+(`refine(snapshots=...)`): a run with a smaller budget and the same seed would stop in the same state.
+
+Every preset is rendered at the clip's note from a fresh Synth (random phase off) and scored against the
+target with `inference.metrics` (multi-scale spectral distance, log-spectral distance, MFCC L1, loudness L1).
+
+Output folder: `clips.jsonl` (one line per clip, its records for every method x budget, appended as each clip
+finishes: an interrupted run resumes at the clip it was scoring), `results.md` (means with bootstrap 95% intervals), `results.png`,
+`summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METHODS = ("init", "random", "cma-init", "network", "network+cma")
+SEARCHES = ("random", "cma-init", "network+cma")  # methods that spend a budget
+BUDGETS = (0, 200, 500, 2000)
+NOTES = (48, 60, 72)
+RANDOM_SEARCH_SEED = 7_000_003  # + the run's seed (see _random_search)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkConfig:
+    methods: tuple[str, ...] = METHODS
+    budgets: tuple[int, ...] = BUDGETS  # 0 scores the methods that do not search; searches run the others
+    threads: int | None = None  # render threads per search; None: all cores
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = set(self.methods) - set(METHODS)
+        if unknown or not self.methods:
+            raise ValueError(f"methods must be among {', '.join(METHODS)}, got {', '.join(self.methods) or 'none'}")
+        if not self.budgets or any(b < 0 for b in self.budgets):
+            raise ValueError(f"budgets must be >= 0, got {self.budgets}")
+        if any(0 < b < 2 for b in self.budgets):
+            raise ValueError("a search budget must be at least 2 renders (the start and one candidate)")
+
+    @property
+    def search_budgets(self) -> tuple[int, ...]:
+        return tuple(sorted(b for b in set(self.budgets) if b > 0))
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str  # unique within the run: the file stem (and "@note" for a rendered preset)
+    target: object  # inference.audio.Target: what the network hears and every method is scored against
+    note: int  # MIDI note every method renders at
+    floor: np.ndarray | None  # (samples,) a second render of the target preset, prepared alike; None for a WAV
+    truth: object | None = None  # the target preset (a Preset or .vital text); None for a WAV
+
+
+# ---- targets -----------------------------------------------------------------------------------------------
+
+
+def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
+    """audio (samples,) at features.sample_rate -> the Target `infer` would make of it as a WAV file, at
+    `note` when the note is known (a rendered preset) instead of the detected one."""
+    from inference.audio import Note, prepare
+    from inference.export import write_wav
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_wav(audio, Path(tmp) / f"{name}.wav", sample_rate=features.sample_rate)
+        target = prepare(path, features=features)
+    if note is not None and note != target.note.midi:
+        target = replace(target, note=Note(midi=note, cents=0.0, hz=440.0 * 2 ** ((note - 69) / 12), pitched=True,
+                                           n_notes=1, message=None))
+    return target
+
+
+def _render_twice(preset, *, note: int, features) -> tuple[np.ndarray, np.ndarray]:
+    """Two renders from fresh Synths, as the preset stands (random phases included)."""
+    from datagen.render import RenderConfig, Renderer
+
+    config = RenderConfig(sample_rate=features.sample_rate, render_length=features.duration)
+    return tuple(Renderer(config).render(preset, note=note) for _ in range(2))
+
+
+def _from_preset(truth, *, name: str, note: int, features) -> Clip:
+    first, second = _render_twice(truth, note=note, features=features)
+    return Clip(name=name, target=_prepared(first, features=features, note=note, name=name), note=note,
+                floor=_prepared(second, features=features, note=note, name=name).audio, truth=truth)
+
+
+def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[Clip]:
+    """inputs: paths of WAV files, `.vital` files, folders of either (searched recursively), or `.h5` data sets
+    (their test split; at most `max_clips` rows, drawn with `seed`). Raises ValueError with one line."""
+    clips, seen = [], set()
+    for path in map(Path, inputs):
+        if not path.exists():
+            raise ValueError(f"{path}: no such file or folder")
+        if path.suffix in (".h5", ".hdf5"):
+            clips += _from_dataset(path, features=features, max_clips=max_clips, seed=seed)
+            continue
+        files = [path] if path.is_file() else sorted(
+            f for f in path.rglob("*") if f.suffix.lower() in (".vital", *AUDIO_SUFFIXES))
+        if not files:
+            raise ValueError(f"{path}: no .vital or audio files")
+        for f in files:
+            if f.suffix.lower() == ".vital":
+                text = f.read_text(encoding="utf-8", errors="replace")  # the file as Vital reads it: the real
+                for note in notes:  # sound, custom LFO shapes and sample wavetables included
+                    try:
+                        clips.append(_from_preset(text, name=f"{f.stem}@{note}", note=note, features=features))
+                    except Exception as e:  # a preset vita refuses, or a silent render at this note
+                        log.warning("%s at note %d: skipped (%s)", f, note, str(e).splitlines()[0])
+            elif f.suffix.lower() in AUDIO_SUFFIXES:
+                clips.append(Clip(name=f.stem, target=_prepared_file(f, features), note=None, floor=None))
+            else:
+                raise ValueError(f"{f}: not a .vital, audio or .h5 file")
+    clips = [replace(c, note=c.note if c.note is not None else c.target.note.midi) for c in clips]
+    for c in clips:
+        if c.name in seen:
+            raise ValueError(f"two targets are both named {c.name!r}; rename one")
+        seen.add(c.name)
+    return clips[:max_clips] if max_clips else clips
+
+
+def _prepared_file(path: Path, features):
+    from inference.audio import prepare
+
+    return prepare(path, features=features)
+
+
+def _from_dataset(path: Path, *, features, max_clips: int | None, seed: int, split: str = "test") -> list[Clip]:
+    """Rows of a split (the test split: rows no model was trained on), rendered at their own notes (a random
+    subset of `max_clips` rows)."""
+    import h5py
+
+    from datagen.dataset import load_catalog, preset_from_row, read_attrs
+    from datagen.registry import load_registry
+    from training.data import SPLITS
+
+    attrs = read_attrs(path)
+    registry, catalog = load_registry(), load_catalog(attrs)
+    with h5py.File(path, "r") as f:
+        rows = np.flatnonzero(f["split"][:] == SPLITS.index(split))
+        if len(rows) == 0:
+            raise ValueError(f"{path}: no rows in the {split} split")
+        if max_clips and len(rows) > max_clips:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, max_clips, replace=False))
+        clips = []
+        for r in rows.tolist():
+            labels = {k: f[k][r] for k in ("continuous", "categorical", "wavetable", "modulation")}
+            truth = preset_from_row(labels, registry=registry, catalog=catalog)
+            clips.append(_from_preset(truth, name=f"{path.stem}#{r}", note=int(f["midi_note"][r]), features=features))
+    return clips
+
+
+# ---- methods -----------------------------------------------------------------------------------------------
+
+
+def _random_search(clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
+    """Best of `max(budgets)` sampled presets under the refinement objective; budget -> (preset, loss, evals, s)."""
+    from datagen.sampler import Sampler, SamplerConfig
+    from inference.refine import Objective
+
+    t0 = time.perf_counter()
+    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate)
+    # seeds of its own: data sets are generated with small seeds, and the sampler is a pure function of
+    # (seed, index): seed 0 would draw the very presets of a seed-0 test split
+    sampler = Sampler(SamplerConfig(tier=pipeline.tier, seed=RANDOM_SEARCH_SEED + seed), registry=pipeline.registry,
+                      catalog=pipeline.catalog)
+    presets = [sampler.sample(i) for i in range(max(budgets))]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        losses = []
+        for loss, _ in pool.map(objective, presets):
+            losses.append(loss)
+    seconds = (time.perf_counter() - t0) / len(presets)  # per render, sampling included
+    out = {}
+    for b in budgets:
+        k = int(np.argmin(losses[:b]))
+        out[b] = (presets[k], float(losses[k]), b, seconds * b)
+    return out
+
+
+def _cma(start, clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
+    from inference.refine import RefineConfig, refine
+
+    r = refine(start, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+               importance=pipeline.importance, registry=pipeline.registry,
+               config=RefineConfig(evals=max(budgets), threads=threads, seed=seed), show_progress=False,
+               snapshots=budgets)
+    return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}
+
+
+def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig) -> dict:
+    """Every method at every budget on one clip: {clip, note, floor (metrics of the second render, or None),
+    records: one per (method, budget)}."""
+    from datagen.preset import init_preset
+    from inference.metrics import score
+    from inference.refine import Objective
+
+    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate)
+    floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
+    t0 = time.perf_counter()
+    predicted = pipeline.predict(clip.target).preset
+    predict_s = time.perf_counter() - t0
+    starts = {"init": (init_preset(pipeline.registry), 0.0), "network": (predicted, predict_s)}
+    budgets = config.search_budgets
+    results = {}  # (method, budget) -> (preset, objective loss, evaluations, seconds)
+    for method in config.methods:
+        if method in starts and 0 in config.budgets:
+            preset, seconds = starts[method]
+            results[(method, 0)] = (preset, objective(preset)[0], 0, seconds)
+        elif method == "random" and budgets:
+            for b, r in _random_search(clip, pipeline=pipeline, budgets=budgets, threads=config.threads,
+                                       seed=config.seed).items():
+                results[(method, b)] = r
+        elif method in ("cma-init", "network+cma") and budgets:
+            preset, seconds = starts["init" if method == "cma-init" else "network"]
+            for b, (p, loss, n, s) in _cma(preset, clip, pipeline=pipeline, budgets=budgets,
+                                           threads=config.threads, seed=config.seed).items():
+                results[(method, b)] = (p, loss, n, s + seconds)
+    records = []
+    for (method, budget), (preset, loss, evaluations, seconds) in results.items():
+        try:
+            metrics = score(objective.render(preset), clip.target.audio)
+        except Exception as e:  # a preset vita cannot render scores nothing, and says so
+            log.warning("%s: %s @ %d did not render (%s)", clip.name, method, budget, e)
+            metrics = None
+        records.append({"method": method, "budget": budget, "evaluations": evaluations, "objective": loss,
+                        "seconds": seconds, "metrics": metrics})
+    return {"clip": clip.name, "note": clip.note, "floor": floor, "records": records}
+
+
+# ---- the run -----------------------------------------------------------------------------------------------
+
+
+def run(clips: list[Clip], *, pipeline, config: BenchmarkConfig, out_dir, show_progress: bool = True) -> dict:
+    """Score every clip (skipping those `clips.jsonl` in out_dir already holds), then write the summaries."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = out_dir / "clips.jsonl"
+    if jsonl.is_file():  # a line cut short by an interruption goes, or the next clip's would be glued to it
+        text = jsonl.read_bytes()
+        if text and not text.endswith(b"\n"):
+            jsonl.write_bytes(text[:text.rfind(b"\n") + 1])
+            log.warning("%s: dropped an unfinished last line", jsonl)
+    done = {r["clip"] for r in read_lines(jsonl)}
+    todo = [c for c in clips if c.name not in done]
+    if done:
+        log.info("resuming: %d of %d clips already scored in %s", len(clips) - len(todo), len(clips), jsonl)
+    for clip in tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True):
+        line = run_clip(clip, pipeline=pipeline, config=config)
+        with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
+            f.write(json.dumps(line) + "\n")
+    names = {c.name for c in clips}
+    summary = summarise([c for c in read_lines(jsonl) if c["clip"] in names])
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / "results.md").write_text(markdown(summary))
+    plot(summary, out_dir / "results.png")
+    return summary
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The clips of a clips.jsonl; a last line cut short by an interruption is dropped."""
+    if not Path(path).is_file():
+        return []
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: dropped an unfinished line", path)
+    return records
+
+
+def summarise(clips: list[dict]) -> dict:
+    """clips: run_clip's dicts. Per (method, budget): mean and bootstrap 95% interval of each metric and of
+    the seconds; the noise floor (over the clips that have one); the goals of issue 7 as ratios of means."""
+    from inference.metrics import METRICS, bootstrap_ci
+
+    rows = {}
+    for c in clips:
+        for r in c["records"]:
+            rows.setdefault((r["method"], r["budget"]), []).append(r)
+    table = []
+    for (method, budget), rs in sorted(rows.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+        entry = {"method": method, "budget": budget, "clips": len(rs),
+                 "failed": sum(r["metrics"] is None for r in rs),
+                 "seconds": bootstrap_ci([r["seconds"] for r in rs])}
+        for m in METRICS:
+            entry[m] = bootstrap_ci([r["metrics"][m] if r["metrics"] else np.nan for r in rs])
+        table.append(entry)
+    floors = [c["floor"] for c in clips if c["floor"]]
+    floor = {m: bootstrap_ci([f[m] for f in floors]) for m in METRICS} if floors else None
+    mss = {(e["method"], e["budget"]): e["mss"]["mean"] for e in table}
+    goals = {}
+    if ("network", 0) in mss and ("init", 0) in mss:
+        goals["network_vs_init_mss"] = mss[("network", 0)] / mss[("init", 0)]
+    if ("network+cma", 500) in mss and ("cma-init", 500) in mss:
+        goals["network_cma_vs_cma_init_500_mss"] = mss[("network+cma", 500)] / mss[("cma-init", 500)]
+    return {"clips": len(clips), "table": table, "noise_floor": floor, "goals": goals}
+
+
+def _ci(c: dict, digits: int = 3) -> str:
+    return "n/a" if not np.isfinite(c["mean"]) else \
+        f"{c['mean']:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
+
+
+def markdown(summary: dict) -> str:
+    from inference.metrics import METRICS
+
+    lines = [f"Clips: {summary['clips']}. Means with bootstrap 95% intervals; lower is better.", "",
+             "| method | budget | " + " | ".join(METRICS) + " | seconds / clip |",
+             "|---|---:|" + "---|" * (len(METRICS) + 1)]
+    for e in summary["table"]:
+        failed = f" ({e['failed']} failed)" if e["failed"] else ""
+        lines.append(f"| {e['method']}{failed} | {e['budget']} | " + " | ".join(_ci(e[m]) for m in METRICS)
+                     + f" | {_ci(e['seconds'], 1)} |")
+    if summary["noise_floor"]:
+        lines.append("| *noise floor* (target vs itself) | | "
+                     + " | ".join(_ci(summary["noise_floor"][m]) for m in METRICS) + " | |")
+    goals = summary["goals"]
+    lines.append("")
+    if "network_vs_init_mss" in goals:
+        lines.append(f"- network alone / init preset, multi-scale spectral distance: "
+                     f"{goals['network_vs_init_mss']:.3f} (below 1: the network is better)")
+    if "network_cma_vs_cma_init_500_mss" in goals:
+        g = goals["network_cma_vs_cma_init_500_mss"]
+        lines.append(f"- network+cma / cma-init at 500 evaluations: {g:.3f} ({(1 - g) * 100:.1f}% lower; goal >= 25%)")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> Path:
+    """Multi-scale spectral distance against the budget, one line per method, 95% intervals as bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for method in METHODS:
+        es = [e for e in summary["table"] if e["method"] == method]
+        if not es:
+            continue
+        x = [max(e["budget"], 1) for e in es]  # budget 0 drawn at 1 on the log axis
+        y = [e["mss"]["mean"] for e in es]
+        lo, hi = [e["mss"]["low"] for e in es], [e["mss"]["high"] for e in es]
+        ax.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], marker="o", capsize=3, label=method)
+    if summary["noise_floor"]:
+        ax.axhline(summary["noise_floor"]["mss"]["mean"], color="grey", ls="--", label="noise floor")
+    ax.set_xscale("log")
+    ax.set_xlabel("renders spent (budget; 0 drawn at 1)")
+    ax.set_ylabel("multi-scale spectral distance")
+    ax.set_title(f"{summary['clips']} clips, means with 95% intervals")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

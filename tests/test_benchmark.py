@@ -1,0 +1,174 @@
+"""`python -m inference benchmark` on the tiny checkpoint: targets, budgets snapshotted from one run, the
+summary's arithmetic, resuming, and every bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from datagen.preset import read_vital
+from datagen.render import RenderConfig, Renderer, deterministic
+from inference.benchmark import (BenchmarkConfig, _from_dataset, _from_preset, load_clips, markdown, read_lines,
+                                 summarise)
+from inference.cli import main
+from inference.metrics import score
+from inference.predict import Pipeline
+from inference.refine import RefineConfig, refine
+
+SAW_PLUCK = Path(__file__).resolve().parents[1] / "examples" / "presets" / "saw_pluck.vital"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_checkpoint):
+    return Pipeline.from_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory):
+    """A folder with saw_pluck.vital and a WAV clip of it at G3."""
+    folder = tmp_path_factory.mktemp("targets")
+    shutil.copy(SAW_PLUCK, folder)
+    sf.write(folder / "pluck_g3.wav", Renderer().render(read_vital(SAW_PLUCK), note=55), 44100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_checkpoint, targets):
+    """One CLI run: 2 targets (the preset at C3, the WAV), every method, budgets 0 / 6 / 12."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    result = CliRunner().invoke(main, ["benchmark", "-i", str(targets), "-c", str(tiny_checkpoint), "-o", str(out),
+                                       "--budgets", "0,6,12", "--notes", "48", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkpoint):
+    clips = load_clips([targets], features=pipeline.features, notes=(48, 60))
+    assert [c.name for c in clips] == ["pluck_g3", "saw_pluck@48", "saw_pluck@60"]
+    assert [c.note for c in clips] == [55, 48, 60]  # the WAV's note is detected; a preset's is stated
+    assert clips[0].floor is None and clips[1].floor.shape == clips[1].target.audio.shape
+    assert all(c.target.audio.shape == (pipeline.features.n_samples,) for c in clips)
+    fixed = _from_preset(deterministic(read_vital(SAW_PLUCK)), name="fixed", note=48, features=pipeline.features)
+    assert max(score(fixed.floor, fixed.target.audio).values()) < 1e-9  # no random phase: no noise floor
+    data = tiny_checkpoint.parent.parent / "tiny.h5"
+    rows = _from_dataset(data, features=pipeline.features, max_clips=3, seed=0, split="train")
+    assert len(rows) == 3 and all(c.name.startswith("tiny#") and c.note == 60 for c in rows)
+
+
+def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):
+    """Budget 24 taken from a 48-render run equals a 24-render run with the same seed (CMA-ES asks the same
+    populations whatever the budget), so one run gives every budget's result."""
+    saw = read_vital(SAW_PLUCK, registry=registry)
+    config = RenderConfig(render_length=0.5)
+    target = Renderer(config).render(saw.with_values(filter_1_cutoff=0.4), note=48)
+    kw = dict(note=48, sample_rate=44100, importance=pipeline.importance, registry=registry, show_progress=False)
+    long = refine(saw, target, config=RefineConfig(evals=48, threads=2, max_params=6), snapshots=(1, 24, 48), **kw)
+    short = refine(saw, target, config=RefineConfig(evals=24, threads=2, max_params=6), **kw)
+    assert long.snapshots[24].loss == short.final_loss and long.snapshots[24].evaluations == short.evaluations
+    assert long.snapshots[24].preset.continuous == short.preset.continuous
+    assert long.snapshots[48].loss == long.final_loss and long.snapshots[1].loss == long.initial_loss
+    assert long.snapshots[1].evaluations == 1 and long.snapshots[1].preset is saw
+
+
+def test_the_run_writes_one_line_per_clip_and_searches_never_lose(run_dir):
+    lines = read_lines(run_dir / "clips.jsonl")
+    assert [c["clip"] for c in lines] == ["pluck_g3", "saw_pluck@48"]
+    for c in lines:
+        got = {(r["method"], r["budget"]): r for r in c["records"]}
+        assert set(got) == {("init", 0), ("network", 0)} | {(m, b) for m in ("random", "cma-init", "network+cma")
+                                                             for b in (6, 12)}
+        for m in ("random", "cma-init", "network+cma"):  # more renders never end worse
+            assert got[(m, 12)]["objective"] <= got[(m, 6)]["objective"]
+        assert got[("cma-init", 6)]["objective"] <= got[("init", 0)]["objective"]
+        assert got[("network+cma", 6)]["objective"] <= got[("network", 0)]["objective"]
+        assert all(r["metrics"] and set(r["metrics"]) == {"mss", "lsd", "mfcc_l1", "loudness_l1"}
+                   for r in c["records"])
+    assert lines[0]["floor"] is None  # a WAV has no preset to render twice
+    assert lines[1]["floor"]["mss"] > 0.1  # saw_pluck starts its oscillators at random phases
+    md = (run_dir / "results.md").read_text()
+    assert "| network+cma | 12 |" in md and "noise floor" in md and "network alone / init preset" in md
+    assert (run_dir / "results.png").stat().st_size > 10_000
+    assert json.loads((run_dir / "summary.json").read_text())["clips"] == 2
+
+
+def test_a_second_run_resumes_and_a_cut_line_is_redone(run_dir, tiny_checkpoint, targets, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_dir, out)
+    text = (out / "clips.jsonl").read_text().splitlines()
+    (out / "clips.jsonl").write_text(text[0] + "\n" + text[1][:50])  # the second clip was cut mid-line
+    args = ["benchmark", "-i", str(targets), "-c", str(tiny_checkpoint), "-o", str(out), "--budgets", "0,6,12",
+            "--notes", "48", "--methods", "init,network"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = read_lines(out / "clips.jsonl")
+    assert [c["clip"] for c in lines] == ["pluck_g3", "saw_pluck@48"]
+    assert lines[0] == read_lines(run_dir / "clips.jsonl")[0]  # kept, not rescored
+    assert {r["method"] for r in lines[1]["records"]} == {"init", "network"}  # rescored with this run's methods
+
+
+def _clip(name, mss_by_method, floor=None):
+    return {"clip": name, "note": 60, "floor": floor, "records": [
+        {"method": m, "budget": b, "evaluations": b, "objective": 0.0, "seconds": 1.0,
+         "metrics": {"mss": v, "lsd": 2 * v, "mfcc_l1": 3 * v, "loudness_l1": 4 * v}}
+        for (m, b), v in mss_by_method.items()]}
+
+
+def test_summary_means_intervals_and_goals_by_hand():
+    floor = {"mss": 0.1, "lsd": 0.2, "mfcc_l1": 0.3, "loudness_l1": 0.4}
+    clips = [_clip("a", {("init", 0): 4.0, ("network", 0): 2.0, ("cma-init", 500): 2.0, ("network+cma", 500): 1.0},
+                   floor),
+             _clip("b", {("init", 0): 2.0, ("network", 0): 1.0, ("cma-init", 500): 2.0, ("network+cma", 500): 1.0})]
+    s = summarise(clips)
+    by = {(e["method"], e["budget"]): e for e in s["table"]}
+    assert [(e["method"], e["budget"]) for e in s["table"]] == [("init", 0), ("cma-init", 500), ("network", 0),
+                                                              ("network+cma", 500)]
+    assert by[("init", 0)]["mss"]["mean"] == 3.0 and by[("init", 0)]["lsd"]["mean"] == 6.0
+    assert by[("init", 0)]["mss"]["low"] >= 2.0 and by[("init", 0)]["mss"]["high"] <= 4.0
+    assert by[("cma-init", 500)]["mss"] == {"mean": 2.0, "low": 2.0, "high": 2.0, "n": 2}
+    assert s["goals"] == {"network_vs_init_mss": 0.5, "network_cma_vs_cma_init_500_mss": 0.5}
+    assert s["noise_floor"]["mss"]["mean"] == 0.1 and s["noise_floor"]["mss"]["n"] == 1
+    assert "(50.0% lower; goal >= 25%)" in markdown(s)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="methods must be among"):
+        BenchmarkConfig(methods=("init", "magic"))
+    with pytest.raises(ValueError, match="at least 2"):
+        BenchmarkConfig(budgets=(0, 1))
+    with pytest.raises(ValueError, match=">= 0"):
+        BenchmarkConfig(budgets=(-5,))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-i", "/nonexistent/folder"], "no such file or folder"),
+    (["--methods", "init,magic"], "methods must be among"),
+    (["--budgets", "0,abc"], "comma-separated integers"),
+    (["--budgets", "1"], "at least 2"),
+    (["--notes", "200"], "MIDI notes 0..127"),
+    (["-c", "/nonexistent.pt"], "nonexistent.pt"),
+])
+def test_cli_bad_inputs_are_one_line(extra, message, tiny_checkpoint, targets, tmp_path):
+    args = ["benchmark", "-i", str(targets), "-c", str(tiny_checkpoint), "-o", str(tmp_path / "out"), *extra]
+    if extra[0] == "-i":
+        args = ["benchmark", *extra, "-c", str(tiny_checkpoint), "-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_refuses_an_empty_folder_and_an_output_that_is_a_file(tiny_checkpoint, targets, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    for args, message in ((["-i", str(tmp_path / "empty"), "-o", str(tmp_path / "o")], "no .vital or audio files"),
+                          (["-i", str(targets), "-o", str(tmp_path / "file")], "cannot make this output folder")):
+        result = CliRunner().invoke(main, ["benchmark", *args, "-c", str(tiny_checkpoint)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    bad = tmp_path / "noise.wav"
+    sf.write(bad, np.zeros(44100, np.float32), 44100)  # digital silence: audio.prepare refuses it
+    result = CliRunner().invoke(main, ["benchmark", "-i", str(bad), "-c", str(tiny_checkpoint),
+                                       "-o", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "silence" in result.output, result.output
