@@ -108,13 +108,15 @@ def _from_preset(truth, *, name: str, note: int, features) -> Clip:
 
 def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[Clip]:
     """inputs: paths of WAV files, `.vital` files, folders of either (searched recursively), or `.h5` data sets
-    (their test split; at most `max_clips` rows, drawn with `seed`). Raises ValueError with one line."""
-    clips, seen = [], set()
+    (their test split). max_clips: keep a random subset of this many targets, drawn with `seed` before anything
+    is rendered. A preset that vita refuses or that is silent at a note is skipped with a warning; a bad WAV
+    raises AudioError, any other bad input ValueError, each with one line."""
+    jobs = []  # (name, () -> Clip): targets are listed first and built after subsetting
     for path in map(Path, inputs):
         if not path.exists():
             raise ValueError(f"{path}: no such file or folder")
         if path.suffix in (".h5", ".hdf5"):
-            clips += _from_dataset(path, features=features, max_clips=max_clips, seed=seed)
+            jobs += _dataset_jobs(path, features=features)
             continue
         files = [path] if path.is_file() else sorted(
             f for f in path.rglob("*") if f.suffix.lower() in (".vital", *AUDIO_SUFFIXES))
@@ -122,33 +124,44 @@ def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, s
             raise ValueError(f"{path}: no .vital or audio files")
         for f in files:
             if f.suffix.lower() == ".vital":
-                text = f.read_text(encoding="utf-8", errors="replace")  # the file as Vital reads it: the real
-                for note in notes:  # sound, custom LFO shapes and sample wavetables included
-                    try:
-                        clips.append(_from_preset(text, name=f"{f.stem}@{note}", note=note, features=features))
-                    except Exception as e:  # a preset vita refuses, or a silent render at this note
-                        log.warning("%s at note %d: skipped (%s)", f, note, str(e).splitlines()[0])
+                for note in notes:
+                    jobs.append((f"{f.stem}@{note}", _preset_job(f, note=note, features=features)))
             elif f.suffix.lower() in AUDIO_SUFFIXES:
-                clips.append(Clip(name=f.stem, target=_prepared_file(f, features), note=None, floor=None))
+                jobs.append((f.stem, _wav_job(f, features=features)))
             else:
                 raise ValueError(f"{f}: not a .vital, audio or .h5 file")
-    clips = [replace(c, note=c.note if c.note is not None else c.target.note.midi) for c in clips]
-    for c in clips:
-        if c.name in seen:
-            raise ValueError(f"two targets are both named {c.name!r}; rename one")
-        seen.add(c.name)
-    return clips[:max_clips] if max_clips else clips
+    names = [name for name, _ in jobs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"two targets are both named {name!r}; rename one")
+    if max_clips and len(jobs) > max_clips:  # a seeded random subset, in input order (not the first N files)
+        keep = set(np.random.default_rng(seed).choice(len(jobs), max_clips, replace=False).tolist())
+        jobs = [job for i, job in enumerate(jobs) if i in keep]
+    return [c for c in (build() for _, build in jobs) if c is not None]
 
 
-def _prepared_file(path: Path, features):
-    from inference.audio import prepare
+def _wav_job(path: Path, *, features):
+    def build() -> Clip:
+        from inference.audio import prepare
 
-    return prepare(path, features=features)
+        target = prepare(path, features=features)
+        return Clip(name=path.stem, target=target, note=target.note.midi, floor=None)
+    return build
 
 
-def _from_dataset(path: Path, *, features, max_clips: int | None, seed: int, split: str = "test") -> list[Clip]:
-    """Rows of a split (the test split: rows no model was trained on), rendered at their own notes (a random
-    subset of `max_clips` rows)."""
+def _preset_job(path: Path, *, note: int, features):
+    def build() -> Clip | None:
+        text = path.read_text(encoding="utf-8", errors="replace")  # the file as Vital reads it: the real sound,
+        try:  # custom LFO shapes and sample wavetables included
+            return _from_preset(text, name=f"{path.stem}@{note}", note=note, features=features)
+        except Exception as e:  # a preset vita refuses, or a silent render at this note
+            log.warning("%s at note %d: skipped (%s)", path, note, str(e).splitlines()[0])
+            return None
+    return build
+
+
+def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
+    """Rows of a split (the test split: rows no model was trained on), each rendered at its own note."""
     import h5py
 
     from datagen.dataset import load_catalog, preset_from_row, read_attrs
@@ -161,14 +174,14 @@ def _from_dataset(path: Path, *, features, max_clips: int | None, seed: int, spl
         rows = np.flatnonzero(f["split"][:] == SPLITS.index(split))
         if len(rows) == 0:
             raise ValueError(f"{path}: no rows in the {split} split")
-        if max_clips and len(rows) > max_clips:
-            rows = np.sort(np.random.default_rng(seed).choice(rows, max_clips, replace=False))
-        clips = []
-        for r in rows.tolist():
-            labels = {k: f[k][r] for k in ("continuous", "categorical", "wavetable", "modulation")}
-            truth = preset_from_row(labels, registry=registry, catalog=catalog)
-            clips.append(_from_preset(truth, name=f"{path.stem}#{r}", note=int(f["midi_note"][r]), features=features))
-    return clips
+        labels = {k: f[k][rows] for k in ("continuous", "categorical", "wavetable", "modulation", "midi_note")}
+
+    def job(i: int, row: int):
+        def build() -> Clip:
+            truth = preset_from_row({k: v[i] for k, v in labels.items()}, registry=registry, catalog=catalog)
+            return _from_preset(truth, name=f"{path.stem}#{row}", note=int(labels["midi_note"][i]), features=features)
+        return f"{path.stem}#{row}", build
+    return [job(i, row) for i, row in enumerate(rows.tolist())]
 
 
 # ---- methods -----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from datagen.preset import read_vital
 from datagen.render import RenderConfig, Renderer, deterministic
-from inference.benchmark import (BenchmarkConfig, _from_dataset, _from_preset, load_clips, markdown, read_lines,
+from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, load_clips, markdown, read_lines,
                                  summarise)
 from inference.cli import main
 from inference.metrics import score
@@ -55,8 +55,13 @@ def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkp
     fixed = _from_preset(deterministic(read_vital(SAW_PLUCK)), name="fixed", note=48, features=pipeline.features)
     assert max(score(fixed.floor, fixed.target.audio).values()) < 1e-9  # no random phase: no noise floor
     data = tiny_checkpoint.parent.parent / "tiny.h5"
-    rows = _from_dataset(data, features=pipeline.features, max_clips=3, seed=0, split="train")
+    rows = [build() for _, build in _dataset_jobs(data, features=pipeline.features, split="train")[:3]]
     assert len(rows) == 3 and all(c.name.startswith("tiny#") and c.note == 60 for c in rows)
+    assert all(c.floor.shape == c.target.audio.shape for c in rows)
+    some = [c.name for c in load_clips([targets], features=pipeline.features, notes=(48, 60, 72), max_clips=2, seed=1)]
+    assert len(some) == 2 and set(some) < {"pluck_g3", "saw_pluck@48", "saw_pluck@60", "saw_pluck@72"}
+    assert some == [c.name for c in load_clips([targets], features=pipeline.features, notes=(48, 60, 72),
+                                               max_clips=2, seed=1)]  # the same subset for the same seed
 
 
 def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):
