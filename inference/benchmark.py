@@ -18,14 +18,15 @@ Every preset is rendered at the clip's note from a fresh Synth (random phase off
 target with `inference.metrics` (multi-scale spectral distance, log-spectral distance, MFCC L1, loudness L1).
 
 Output folder: `clips.jsonl` (one line per clip, its records for every method x budget, appended as each clip
-finishes: an interrupted run resumes at the clip it was scoring), `results.md` (means with bootstrap 95% intervals), `results.png`,
-`summary.json`.
+finishes: an interrupted run resumes at the clip it was scoring), `results.md` (means with bootstrap 95%
+intervals), `results.png`, `summary.json`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +72,6 @@ class Clip:
     target: object  # inference.audio.Target: what the network hears and every method is scored against
     note: int  # MIDI note every method renders at
     floor: np.ndarray | None  # (samples,) a second render of the target preset, prepared alike; None for a WAV
-    truth: object | None = None  # the target preset (a Preset or .vital text); None for a WAV
 
 
 # ---- targets -----------------------------------------------------------------------------------------------
@@ -100,10 +100,11 @@ def _render_twice(preset, *, note: int, features) -> tuple[np.ndarray, np.ndarra
     return tuple(Renderer(config).render(preset, note=note) for _ in range(2))
 
 
-def _from_preset(truth, *, name: str, note: int, features) -> Clip:
-    first, second = _render_twice(truth, note=note, features=features)
+def _from_preset(preset, *, name: str, note: int, features) -> Clip:
+    """preset: a Preset or `.vital` text. The target and its floor go through a 16-bit WAV, as a clip would."""
+    first, second = _render_twice(preset, note=note, features=features)
     return Clip(name=name, target=_prepared(first, features=features, note=note, name=name), note=note,
-                floor=_prepared(second, features=features, note=note, name=name).audio, truth=truth)
+                floor=_prepared(second, features=features, note=note, name=name).audio)
 
 
 def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[Clip]:
@@ -189,6 +190,8 @@ def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
 
 def _random_search(clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
     """Best of `max(budgets)` sampled presets under the refinement objective; budget -> (preset, loss, evals, s)."""
+    import torch
+
     from datagen.sampler import Sampler, SamplerConfig
     from inference.refine import Objective
 
@@ -199,10 +202,13 @@ def _random_search(clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: i
     sampler = Sampler(SamplerConfig(tier=pipeline.tier, seed=RANDOM_SEARCH_SEED + seed), registry=pipeline.registry,
                       catalog=pipeline.catalog)
     presets = [sampler.sample(i) for i in range(max(budgets))]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        losses = []
-        for loss, _ in pool.map(objective, presets):
-            losses.append(loss)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in refine: torch's own pool would fight the render threads
+    try:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            losses = [loss for loss, _ in pool.map(objective, presets)]
+    finally:
+        torch.set_num_threads(torch_threads)
     seconds = (time.perf_counter() - t0) / len(presets)  # per render, sampling included
     out = {}
     for b in budgets:
@@ -221,9 +227,9 @@ def _cma(start, clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int 
     return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}
 
 
-def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig) -> dict:
+def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> dict:
     """Every method at every budget on one clip: {clip, note, floor (metrics of the second render, or None),
-    records: one per (method, budget)}."""
+    records: one per (method, budget)}. on_step(method) is called as each method starts (progress)."""
     from datagen.preset import init_preset
     from inference.metrics import score
     from inference.refine import Objective
@@ -237,6 +243,8 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig) -> dict:
     budgets = config.search_budgets
     results = {}  # (method, budget) -> (preset, objective loss, evaluations, seconds)
     for method in config.methods:
+        if on_step is not None:
+            on_step(method)
         if method in starts and 0 in config.budgets:
             preset, seconds = starts[method]
             results[(method, 0)] = (preset, objective(preset)[0], 0, seconds)
@@ -244,7 +252,7 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig) -> dict:
             for b, r in _random_search(clip, pipeline=pipeline, budgets=budgets, threads=config.threads,
                                        seed=config.seed).items():
                 results[(method, b)] = r
-        elif method in ("cma-init", "network+cma") and budgets:
+        elif method in SEARCHES and budgets:  # cma-init, network+cma
             preset, seconds = starts["init" if method == "cma-init" else "network"]
             for b, (p, loss, n, s) in _cma(preset, clip, pipeline=pipeline, budgets=budgets,
                                            threads=config.threads, seed=config.seed).items():
@@ -280,8 +288,10 @@ def run(clips: list[Clip], *, pipeline, config: BenchmarkConfig, out_dir, show_p
     todo = [c for c in clips if c.name not in done]
     if done:
         log.info("resuming: %d of %d clips already scored in %s", len(clips) - len(todo), len(clips), jsonl)
-    for clip in tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True):
-        line = run_clip(clip, pipeline=pipeline, config=config)
+    bar = tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True)
+    for clip in bar:
+        line = run_clip(clip, pipeline=pipeline, config=config,
+                        on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
         with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
             f.write(json.dumps(line) + "\n")
     names = {c.name for c in clips}

@@ -33,18 +33,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """A tiny checkpoint trained here with the default FeatureConfig (the app's model)."""
+def pipeline(tiny_checkpoint):
+    """The tiny checkpoint (conftest), trained with the default FeatureConfig (the app's model)."""
     pytest.importorskip("gradio", reason="the demo needs gradio: pip install -e '.[demo]'")
-    from datagen.generate import GenerateConfig, generate
     from inference.predict import Pipeline
-    from training.train import TrainConfig, train
 
-    folder = tmp_path_factory.mktemp("demo")
-    generate(folder / "tiny.h5", GenerateConfig(tier=3, n_presets=8, notes=(60,)), workers=2, show_progress=False)
-    train(TrainConfig(data=(str(folder / "tiny.h5"),), output=str(folder / "run"), epochs=1, batch_size=4,
-                      max_batches_per_epoch=2), show_progress=False)
-    return Pipeline.from_checkpoint(folder / "run" / "best.pt")
+    return Pipeline.from_checkpoint(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
