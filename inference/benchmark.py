@@ -1,6 +1,6 @@
 """`python -m inference benchmark`: how close each method's preset sounds to the target, against baselines.
 
-Targets (`load_clips`): WAV clips (prepared like `infer` prepares them, at the detected note); `.vital` presets
+Targets (`list_clips`, built one at a time as the run reaches them): WAV clips (prepared like `infer` prepares them, at the detected note); `.vital` presets
 rendered at stated MIDI notes; or the test split of a generated HDF5 data set (each row rendered at its note).
 A rendered target is rendered a second time from a fresh Synth: the distance between the two renders is that
 clip's noise floor (random phases, noise and unsynchronised LFOs make a preset differ from itself).
@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -74,6 +75,12 @@ class Clip:
     floor: np.ndarray | None  # (samples,) a second render of the target preset, prepared alike; None for a WAV
 
 
+@dataclass(frozen=True)
+class PendingClip:
+    name: str
+    build: Callable[[], Clip | None]  # reads or renders the target (None: a preset skipped with a warning)
+
+
 # ---- targets -----------------------------------------------------------------------------------------------
 
 
@@ -107,11 +114,11 @@ def _from_preset(preset, *, name: str, note: int, features) -> Clip:
                 floor=_prepared(second, features=features, note=note, name=name).audio)
 
 
-def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[Clip]:
+def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[PendingClip]:
     """inputs: paths of WAV files, `.vital` files, folders of either (searched recursively), or `.h5` data sets
-    (their test split). max_clips: keep a random subset of this many targets, drawn with `seed` before anything
-    is rendered. A preset that vita refuses or that is silent at a note is skipped with a warning; a bad WAV
-    raises AudioError, any other bad input ValueError, each with one line."""
+    (their test split). max_clips: keep a random subset of this many targets, drawn with `seed`. Nothing is
+    read or rendered yet: `PendingClip.build()` does it (a preset that vita refuses or that is silent at a note
+    is then skipped with a warning; a bad WAV raises AudioError). Bad inputs raise ValueError (one line)."""
     jobs = []  # (name, () -> Clip): targets are listed first and built after subsetting
     for path in map(Path, inputs):
         if not path.exists():
@@ -138,7 +145,7 @@ def load_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, s
     if max_clips and len(jobs) > max_clips:  # a seeded random subset, in input order (not the first N files)
         keep = set(np.random.default_rng(seed).choice(len(jobs), max_clips, replace=False).tolist())
         jobs = [job for i, job in enumerate(jobs) if i in keep]
-    return [c for c in (build() for _, build in jobs) if c is not None]
+    return [PendingClip(name=name, build=build) for name, build in jobs]
 
 
 def _wav_job(path: Path, *, features):
@@ -272,8 +279,9 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> 
 # ---- the run -----------------------------------------------------------------------------------------------
 
 
-def run(clips: list[Clip], *, pipeline, config: BenchmarkConfig, out_dir, show_progress: bool = True) -> dict:
-    """Score every clip (skipping those `clips.jsonl` in out_dir already holds), then write the summaries."""
+def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir, show_progress: bool = True) -> dict:
+    """Build and score every clip (skipping those `clips.jsonl` in out_dir already holds), then write the
+    summaries."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -289,7 +297,11 @@ def run(clips: list[Clip], *, pipeline, config: BenchmarkConfig, out_dir, show_p
     if done:
         log.info("resuming: %d of %d clips already scored in %s", len(clips) - len(todo), len(clips), jsonl)
     bar = tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True)
-    for clip in bar:
+    for pending in bar:
+        bar.set_postfix_str(f"{pending.name}: target")
+        clip = pending.build()
+        if clip is None:
+            continue
         line = run_clip(clip, pipeline=pipeline, config=config,
                         on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
         with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
@@ -357,7 +369,7 @@ def markdown(summary: dict) -> str:
     for e in summary["table"]:
         failed = f" ({e['failed']} failed)" if e["failed"] else ""
         lines.append(f"| {e['method']}{failed} | {e['budget']} | " + " | ".join(_ci(e[m]) for m in METRICS)
-                     + f" | {_ci(e['seconds'], 1)} |")
+                     + f" | {_ci(e['seconds'], 2)} |")
     if summary["noise_floor"]:
         lines.append("| *noise floor* (target vs itself) | | "
                      + " | ".join(_ci(summary["noise_floor"][m]) for m in METRICS) + " | |")

@@ -248,7 +248,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, notes, max_clips, th
     from training.checkpoint import CheckpointError
 
     try:
-        from inference.benchmark import BenchmarkConfig, load_clips, markdown, run
+        from inference.benchmark import BenchmarkConfig, list_clips, markdown, run
         from inference.predict import Pipeline
 
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
@@ -262,7 +262,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, notes, max_clips, th
             raise CliError(f"{output}: cannot make this output folder ({e.strerror or e})") from None
         check_writable(output / "clips.jsonl")
         pipeline = Pipeline.from_checkpoint(checkpoint)
-        clips = load_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed)
+        clips = list_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed)
         if not clips:
             raise CliError("no targets to score")
         click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from datagen.preset import read_vital
 from datagen.render import RenderConfig, Renderer, deterministic
-from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, load_clips, markdown, read_lines,
+from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, list_clips, markdown, read_lines,
                                  summarise)
 from inference.cli import main
 from inference.metrics import score
@@ -47,7 +47,7 @@ def run_dir(tmp_path_factory, tiny_checkpoint, targets):
 
 
 def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkpoint):
-    clips = load_clips([targets], features=pipeline.features, notes=(48, 60))
+    clips = [p.build() for p in list_clips([targets], features=pipeline.features, notes=(48, 60))]
     assert [c.name for c in clips] == ["pluck_g3", "saw_pluck@48", "saw_pluck@60"]
     assert [c.note for c in clips] == [55, 48, 60]  # the WAV's note is detected; a preset's is stated
     assert clips[0].floor is None and clips[1].floor.shape == clips[1].target.audio.shape
@@ -58,9 +58,9 @@ def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkp
     rows = [build() for _, build in _dataset_jobs(data, features=pipeline.features, split="train")[:3]]
     assert len(rows) == 3 and all(c.name.startswith("tiny#") and c.note == 60 for c in rows)
     assert all(c.floor.shape == c.target.audio.shape for c in rows)
-    some = [c.name for c in load_clips([targets], features=pipeline.features, notes=(48, 60, 72), max_clips=2, seed=1)]
+    some = [c.name for c in list_clips([targets], features=pipeline.features, notes=(48, 60, 72), max_clips=2, seed=1)]
     assert len(some) == 2 and set(some) < {"pluck_g3", "saw_pluck@48", "saw_pluck@60", "saw_pluck@72"}
-    assert some == [c.name for c in load_clips([targets], features=pipeline.features, notes=(48, 60, 72),
+    assert some == [c.name for c in list_clips([targets], features=pipeline.features, notes=(48, 60, 72),
                                                max_clips=2, seed=1)]  # the same subset for the same seed
 
 

@@ -16,7 +16,7 @@ from inference.predict import DEFAULT_CHECKPOINT, Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.wav"))
-NOTES = {"c3": 48, "c4": 60}  # the note each clip's file name states
+NOTES = {"c2": 36, "c3": 48, "c4": 60}  # the sounding note each clip's file name states
 
 
 @pytest.fixture(scope="module")
