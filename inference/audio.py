@@ -29,14 +29,20 @@ TRIM_FRAME_SECONDS = 0.005
 TRIM_THRESHOLD_DB = -50.0
 TRIM_PREROLL_SECONDS = 0.005
 
+
+def midi_to_hz(midi: float) -> float:
+    """Equal-tempered frequency of a (fractional) MIDI note, A4 = 69 = 440 Hz."""
+    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
 # Pitch detection (pYIN). Its Viterbi pass costs (pitch bins)^2 per frame, so it runs on at most 1.5 s at
 # 22050 Hz with 0.2-semitone bins (0.1 is ~5x slower); cents come from a YIN refinement, not from the bins.
 ANALYSIS_RATE = 22050  # Hz
 ANALYSIS_SECONDS = 1.5
 FRAME_LENGTH = 2048  # samples at ANALYSIS_RATE (93 ms: about three periods of the lowest note)
 HOP_LENGTH = 512  # samples at ANALYSIS_RATE (23 ms)
-FMIN = 440.0 * 2 ** ((23 - 69) / 12)  # Hz: B0 (30.9 Hz); an equal-tempered note, so the bins land on notes
-FMAX = 440.0 * 2 ** ((110 - 69) / 12)  # Hz: D8 (4699 Hz); YIN needs periods above 4 samples to find C8
+FMIN = midi_to_hz(23)  # Hz: B0 (30.9 Hz); an equal-tempered note, so the bins land on notes
+FMAX = midi_to_hz(110)  # Hz: D8 (4699 Hz); YIN needs periods above 4 samples to find C8
 RESOLUTION = 0.2  # semitones per pYIN pitch bin
 MIN_VOICED_PROB = 0.02  # pYIN may flag noise voiced, but at its no-trough floor (0.01); a tone 6 dB over
 #                         noise scores above 0.02

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -87,14 +85,14 @@ class PendingClip:
 def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
     """audio (samples,) at features.sample_rate -> the Target `infer` would make of it as a WAV file, at
     `note` when the note is known (a rendered preset) instead of the detected one."""
-    from inference.audio import Note, prepare
+    from inference.audio import Note, midi_to_hz, prepare
     from inference.export import write_wav
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_wav(audio, Path(tmp) / f"{name}.wav", sample_rate=features.sample_rate)
         target = prepare(path, features=features)
     if note is not None and note != target.note.midi:
-        target = replace(target, note=Note(midi=note, cents=0.0, hz=440.0 * 2 ** ((note - 69) / 12), pitched=True,
+        target = replace(target, note=Note(midi=note, cents=0.0, hz=midi_to_hz(note), pitched=True,
                                            n_notes=1, message=None))
     return target
 
@@ -195,27 +193,20 @@ def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
 # ---- methods -----------------------------------------------------------------------------------------------
 
 
-def _random_search(clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
-    """Best of `max(budgets)` sampled presets under the refinement objective; budget -> (preset, loss, evals, s)."""
-    import torch
-
+def _random_search(objective, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
+    """Best of `max(budgets)` sampled presets under `objective` (the clip's refinement objective);
+    budget -> (preset, loss, evals, s)."""
     from datagen.sampler import Sampler, SamplerConfig
-    from inference.refine import Objective
+    from inference.refine import render_pool
 
     t0 = time.perf_counter()
-    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate)
     # seeds of its own: data sets are generated with small seeds, and the sampler is a pure function of
     # (seed, index): seed 0 would draw the very presets of a seed-0 test split
     sampler = Sampler(SamplerConfig(tier=pipeline.tier, seed=RANDOM_SEARCH_SEED + seed), registry=pipeline.registry,
                       catalog=pipeline.catalog)
     presets = [sampler.sample(i) for i in range(max(budgets))]
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in refine: torch's own pool would fight the render threads
-    try:
-        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-            losses = [loss for loss, _ in pool.map(objective, presets)]
-    finally:
-        torch.set_num_threads(torch_threads)
+    with render_pool(threads) as pool:
+        losses = [loss for loss, _ in pool.map(objective, presets)]
     seconds = (time.perf_counter() - t0) / len(presets)  # per render, sampling included
     out = {}
     for b in budgets:
@@ -239,7 +230,7 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> 
     records: one per (method, budget)}. on_step(method) is called as each method starts (progress)."""
     from datagen.preset import init_preset
     from inference.metrics import score
-    from inference.refine import Objective
+    from inference.refine import FAILED_LOSS, Objective
 
     objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate)
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
@@ -248,15 +239,15 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> 
     predict_s = time.perf_counter() - t0
     starts = {"init": (init_preset(pipeline.registry), 0.0), "network": (predicted, predict_s)}
     budgets = config.search_budgets
-    results = {}  # (method, budget) -> (preset, objective loss, evaluations, seconds)
+    results = {}  # (method, budget) -> (preset, objective loss (None: from the scoring render), evaluations, s)
     for method in config.methods:
         if on_step is not None:
             on_step(method)
         if method in starts and 0 in config.budgets:
             preset, seconds = starts[method]
-            results[(method, 0)] = (preset, objective(preset)[0], 0, seconds)
+            results[(method, 0)] = (preset, None, 0, seconds)
         elif method == "random" and budgets:
-            for b, r in _random_search(clip, pipeline=pipeline, budgets=budgets, threads=config.threads,
+            for b, r in _random_search(objective, pipeline=pipeline, budgets=budgets, threads=config.threads,
                                        seed=config.seed).items():
                 results[(method, b)] = r
         elif method in SEARCHES and budgets:  # cma-init, network+cma
@@ -266,11 +257,14 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> 
                 results[(method, b)] = (p, loss, n, s + seconds)
     records = []
     for (method, budget), (preset, loss, evaluations, seconds) in results.items():
-        try:
-            metrics = score(objective.render(preset), clip.target.audio)
+        try:  # one render scores the preset and, for the methods that did not search, gives its objective
+            audio = objective.render(preset)
         except Exception as e:  # a preset vita cannot render scores nothing, and says so
             log.warning("%s: %s @ %d did not render (%s)", clip.name, method, budget, e)
-            metrics = None
+            metrics, loss = None, FAILED_LOSS if loss is None else loss
+        else:
+            metrics = score(audio, clip.target.audio)
+            loss = objective.distance(audio) if loss is None else loss
         records.append({"method": method, "budget": budget, "evaluations": evaluations, "objective": loss,
                         "seconds": seconds, "metrics": metrics})
     return {"clip": clip.name, "note": clip.note, "floor": floor, "records": records}

@@ -20,6 +20,10 @@ def main(verbose: bool) -> None:
     setup_logging(verbose)
 
 
+checkpoint_option = click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
+                                 help="Model checkpoint (default: checkpoints/default.pt).")
+
+
 def _inputs(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; folders expanded to the audio files directly inside them (sorted)."""
     out = []
@@ -66,8 +70,7 @@ def refine_options(f):
               help="Audio file or folder of audio files (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The .vital file (one input) or a folder (several inputs).")
-@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Model checkpoint (default: checkpoints/default.pt).")
+@checkpoint_option
 @refine_options
 @click.option("--render", "render_to", type=click.Path(path_type=Path), default=None,
               help="Also write the final preset's audio at the detected note (.wav; a folder for several inputs).")
@@ -188,8 +191,7 @@ def _one(path: Path, pipeline, *, output, many, config, render_to, plot_to, tuto
 
 @main.command("bench-speed")
 @click.option("-i", "--input", "clip", type=click.Path(path_type=Path), required=True, help="A clip (2 s, one note).")
-@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Model checkpoint (default: checkpoints/default.pt).")
+@checkpoint_option
 @click.option("--evals", type=click.IntRange(min=2), default=500, show_default=True, help="Refinement budget.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True, help="Timed predictions.")
@@ -232,8 +234,7 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="WAV clips, .vital presets, folders of either, or an .h5 data set (its test split). Repeatable.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Folder for clips.jsonl, results.md, results.png, summary.json (an existing run resumes).")
-@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Model checkpoint (default: checkpoints/default.pt).")
+@checkpoint_option
 @click.option("--methods", default=",".join(("init", "random", "cma-init", "network", "network+cma")),
               show_default=True, help="Comma-separated methods.")
 @click.option("--budgets", default="0,200,500,2000", show_default=True,
@@ -275,8 +276,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, notes, max_clips, th
 
 
 @main.command()
-@click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Model checkpoint (default: checkpoints/default.pt).")
+@checkpoint_option
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 serves your network: anyone who can reach it can use the app).")

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,6 +145,22 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return (x / rms * 0.1).astype(np.float32) if rms > 1e-8 else x
 
 
+@contextmanager
+def render_pool(threads: int | None):
+    """A thread pool to render in (vita releases the GIL), with torch single-threaded meanwhile: its own thread
+    pool fights the render threads otherwise. threads: None means os.cpu_count(). Shared by refinement and the
+    benchmark's random search."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(saved)
+
+
 def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importance: np.ndarray, registry,
            config: RefineConfig = RefineConfig(), show_progress: bool = True, on_progress=None,
            snapshots: tuple[int, ...] = ()) -> Refinement:
@@ -151,7 +168,6 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
     best_loss) is called after each population (the demo's progress bar). snapshots: budgets (<= config.evals)
     at which to keep the best preset so far (`Refinement.snapshots`)."""
     import cma
-    import torch
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -162,10 +178,7 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
     def candidate(x: np.ndarray):
         return preset.with_values(**dict(zip(names, np.clip(x, 0.0, 1.0).tolist())))
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pool = ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 1)
-    try:
+    with render_pool(config.threads) as pool:
         initial, failed = objective(preset)
         evals, failures, history = 1, int(failed), [initial]
         best_loss, best_x = initial, x0
@@ -205,9 +218,6 @@ def refine(preset, target: np.ndarray, *, note: int, sample_rate: int, importanc
                 if on_progress is not None:
                     on_progress(evals, config.evals, best_loss)
         bar.close()
-    finally:
-        pool.shutdown()
-        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     if failures:
         log.warning("%d of %d refinement renders failed (scored %g)", failures, evals, FAILED_LOSS)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from datagen.preset import N_OSCILLATORS, Preset, PresetError, init_preset
 from datagen.registry import Registry, load_registry
+from inference.audio import midi_to_hz
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ def _tidy(text: str) -> str:
 
 def _hz_text(midi_note: float) -> str:
     """A MIDI note (Vital stores every cutoff/center as one) as a frequency: "262 Hz", "1.05 kHz"."""
-    hz = 440.0 * 2.0 ** ((midi_note - 69.0) / 12.0)
+    hz = midi_to_hz(midi_note)
     if hz < 100:
         return f"{hz:.1f} Hz"
     if hz < 1000:
