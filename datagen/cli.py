@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from datagen.console import CliError, check_writable, setup_logging
+from datagen.console import CliError, Group, check_writable, setup_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Vital data tools: the parameter registry, presets, rendering and data sets."""
@@ -53,6 +53,7 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
     import numpy as np
     import soundfile as sf
 
+    from datagen.atomic import atomic_path
     from datagen.isolation import IsolatedRenderer, RenderCrash
     from datagen.preset import PresetError, read_vital
     from datagen.render import RenderConfig, RenderError
@@ -61,7 +62,9 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
         preset = read_vital(preset_path)
     except PresetError as e:
         raise CliError(str(e)) from None
-    check_writable(output)
+    check_writable(output, suffixes=(".wav",), option="-o")
+    if output.exists() and output.resolve() == preset_path.resolve():
+        raise CliError(f"-o {output} is the input preset: refusing to overwrite an input")
     config = RenderConfig(sample_rate=sample_rate, velocity=velocity, note_length=note_length,
                           render_length=length, mono=not stereo)
     with IsolatedRenderer(config) as renderer:
@@ -69,14 +72,20 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
             audio = renderer.render(preset, note=note, name=preset_path.name)
         except (RenderCrash, RenderError) as e:
             raise CliError(str(e)) from None
-    sf.write(str(output), audio.T if stereo else audio, sample_rate, subtype="FLOAT")
+    with atomic_path(output) as tmp:
+        sf.write(str(tmp), audio.T if stereo else audio, sample_rate, subtype="FLOAT")
     peak = float(np.abs(audio).max())
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     click.echo(f"wrote {output} ({length:g} s, note {note}, peak {peak:.3f}, rms {rms:.4f})")
 
 
+def _check_folder(folder: Path | None, option: str) -> None:
+    if folder is not None and not folder.is_dir():
+        raise CliError(f"{option} {folder}: " + ("is not a folder" if folder.exists() else "no such folder"))
+
+
 @main.command("bench-render")
-@click.option("--presets", "preset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--presets", "preset_dir", type=click.Path(path_type=Path),
               default=None, help="Folder of .vital files (default: ../shared/presets, else random presets).")
 @click.option("-n", "--count", type=click.IntRange(min=1), default=20, show_default=True,
               help="Number of presets.")
@@ -86,6 +95,7 @@ def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
     """Render-engine throughput as a ratio to raw vita rendering of the same presets, in one run."""
     from datagen.benchmark import bench_render as run, default_presets
 
+    _check_folder(preset_dir, "--presets")
     presets, where = default_presets(preset_dir, count)
     click.echo(f"{len(presets)} presets from {where}; {rounds} alternating rounds")
     result = run(presets, rounds=rounds)
@@ -145,7 +155,7 @@ def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
               help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Presets per resumable chunk.")
-@click.option("--wavetables-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+@click.option("--wavetables-from", type=click.Path(path_type=Path), default=None,
               help="Add the wavetables of every .vital file below this folder to the catalog.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size,
@@ -165,6 +175,7 @@ def generate(tier, n_presets, output, workers, seed, notes, length, note_length,
     except ValueError:
         raise CliError(f"--notes must be comma-separated MIDI numbers, got {notes!r}") from None
     check_writable(output)
+    _check_folder(wavetables_from, "--wavetables-from")
     try:
         config = GenerateConfig(
             tier=tier, n_presets=n_presets, seed=seed, notes=note_list, store_audio=not no_audio, shard=shard,

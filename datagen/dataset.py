@@ -179,8 +179,9 @@ def write_h5(path: Path, chunks: Iterable[dict[str, np.ndarray]], n_rows: int, a
     tmp.replace(path)
 
 
-def read_attrs(path: Path) -> dict:
-    """Attributes of a complete data set; DatasetError with a one-line reason otherwise."""
+def read_attrs(path: Path, *, datasets: tuple[str, ...] = (), attrs: tuple[str, ...] = ()) -> dict:
+    """Attributes of a complete data set; DatasetError with a one-line reason otherwise, also when one of
+    `datasets` (HDF5 datasets such as "mel") or `attrs` (attributes) is missing."""
     import h5py
 
     path = Path(path)
@@ -188,13 +189,21 @@ def read_attrs(path: Path) -> dict:
         raise DatasetError(f"{path}: no such data set")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _py(v) for k, v in f.attrs.items()}
+            found = {k: _py(v) for k, v in f.attrs.items()}
+            missing = [name for name in datasets if name not in f]
     except OSError as e:
         raise DatasetError(f"{path}: not an HDF5 data set ({e})") from None
+    attrs, wanted = found, attrs
+    if missing:
+        raise DatasetError(f"{path}: no {', '.join(repr(m) for m in missing)} dataset(s) in this file; it is not a "
+                           "complete vital-match data set")
     if not attrs.get("complete"):
         raise DatasetError(f"{path}: incomplete data set (an interrupted write?)")
     if attrs.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(f"{path}: schema version {attrs.get('schema_version')} != {SCHEMA_VERSION}")
+    absent = [a for a in wanted if a not in attrs]
+    if absent:
+        raise DatasetError(f"{path}: attribute(s) {', '.join(absent)} missing; not a complete vital-match data set")
     return attrs
 
 

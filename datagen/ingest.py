@@ -164,7 +164,7 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
         except WorkerCrash as e:  # before RuntimeError: a crash is one too
             log.warning("%s; skipped", e)
             return {"rejected": "crash"}
-        except (RuntimeError, PresetError) as e:  # Vital refused it (e.g. saved by a newer Vital)
+        except (RuntimeError, ValueError) as e:  # Vital refused it (e.g. saved by a newer Vital); PresetError
             log.warning("preset %r: %s; skipped", rel, e)
             return {"rejected": "refused"}
         finally:

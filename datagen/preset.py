@@ -139,9 +139,7 @@ class Preset:
                         + (" ..." if len(unknown) > 8 else ""))
         continuous, categorical, clamped = {}, {}, []
         for p in reg.params:
-            raw = settings.get(p.name, p.default)
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-                raise PresetError(f"{source}: parameter {p.name} has non-numeric value {raw!r}")
+            raw = number(settings.get(p.name, p.default), f"parameter {p.name}", source)
             if raw < p.min or raw > p.max:
                 clamped.append(f"{p.name}={raw:g} -> [{p.min:g}, {p.max:g}]")
                 raw = _clamp(raw, p.min, p.max)
@@ -177,25 +175,42 @@ def _read_modulations(settings: dict, reg: Registry, source: str) -> tuple[Modul
     for i, slot in enumerate(slots[:MODULATION_SLOTS], start=1):
         if not isinstance(slot, dict) or not slot.get("source") or not slot.get("destination"):
             continue
-        src, dst = str(slot["source"]), str(slot["destination"])
-        if settings.get(f"modulation_{i}_bypass", 0.0):
+        src, dst = slot["source"], slot["destination"]
+        field = {k: number(settings.get(f"modulation_{i}_{k}", 0.0), f"modulation_{i}_{k}", source)
+                 for k in ("bypass", "amount", "bipolar", "power", "stereo")}
+        if field["bypass"]:
             continue  # a bypassed connection has no effect on the sound
-        if src not in reg.sources or dst not in reg.destinations:
-            dropped.append(f"{src}->{dst}")
+        if not isinstance(src, str) or not isinstance(dst, str) or src not in reg.sources or dst not in reg.destinations:
+            dropped.append("->".join(x[:40] if isinstance(x, str) else _short(x) for x in (src, dst)))
             continue
-        out.append(
-            Modulation(
-                source=src,
-                destination=dst,
-                amount=_clamp(float(settings.get(f"modulation_{i}_amount", 0.0)), -1.0, 1.0),
-                bipolar=bool(settings.get(f"modulation_{i}_bipolar", 0.0)),
-                power=_clamp(float(settings.get(f"modulation_{i}_power", 0.0)), -10.0, 10.0),
-                stereo=bool(settings.get(f"modulation_{i}_stereo", 0.0)),
-            )
-        )
+        out.append(Modulation(source=src, destination=dst, amount=_clamp(field["amount"], -1.0, 1.0),
+                              bipolar=bool(field["bipolar"]), power=_clamp(field["power"], -10.0, 10.0),
+                              stereo=bool(field["stereo"])))
     if dropped:
         log.info("%s: dropped %d modulation(s) outside vita's allowlist: %s", source, len(dropped), ", ".join(dropped))
     return tuple(out)
+
+
+def number(value: object, key: str, source: str) -> float:
+    """A JSON value that must be a finite number, as a float; PresetError naming `key` otherwise (a string, a
+    bool, null, NaN/Infinity, which Python's json accepts, or an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PresetError(f"{source}: {key} has non-numeric value {_short(value)}")
+    try:
+        x = float(value)
+    except OverflowError:
+        raise PresetError(f"{source}: {key} is out of range (a {value.bit_length()}-bit integer)") from None
+    if not math.isfinite(x):
+        raise PresetError(f"{source}: {key} is not a finite number ({x})")
+    return x
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """repr() for messages, cut to `limit` characters (a value from a file can be megabytes long)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit integer"
+    text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -243,6 +258,9 @@ def read_vital(path: str | Path, *, registry: Registry | None = None) -> Preset:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise PresetError(f"{path}: not a Vital preset (invalid JSON at line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # an integer over 4300 digits; nesting deeper than the stack
+        reason = str(e).split(";")[0].splitlines()[0] if str(e) else type(e).__name__
+        raise PresetError(f"{path}: not a Vital preset ({reason})") from None
     preset = Preset.from_vital(doc, registry=registry, source=str(path))
     if not preset.meta.get("preset_name"):
         preset = replace(preset, meta={**preset.meta, "preset_name": path.stem})
@@ -251,8 +269,6 @@ def read_vital(path: str | Path, *, registry: Registry | None = None) -> Preset:
 
 def write_vital(preset: Preset, path: str | Path, *, registry: Registry | None = None) -> Path:
     """Write a `.vital` file atomically (a crash never leaves half a preset)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(preset.to_vital_text(registry), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from datagen.atomic import write_text
+
+    return write_text(path, preset.to_vital_text(registry))

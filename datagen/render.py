@@ -47,6 +47,13 @@ class RenderConfig:
     def n_samples(self) -> int:
         return int(self.render_length * self.sample_rate)
 
+    @classmethod
+    def for_clip(cls, *, seconds: float, sample_rate: int, key_held: float | None = None) -> "RenderConfig":
+        """How a clip of `seconds` is rendered for comparison: the key held `key_held` seconds (the clip's own
+        note length when known), else as training data holds it (1.5 s of 2 s: 3/4 of the clip at most)."""
+        held = key_held if key_held is not None else min(cls.note_length, 0.75 * seconds)
+        return cls(sample_rate=sample_rate, render_length=seconds, note_length=max(1e-3, min(held, seconds)))
+
 
 class RenderError(RuntimeError):
     """Vital refused a preset (malformed JSON, or one from a newer Vital)."""

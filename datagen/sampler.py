@@ -38,8 +38,9 @@ _EFFECTS = re.compile(r"^(chorus|compressor|delay|distortion|eq|flanger|phaser|r
 _MODULATORS = re.compile(r"^(lfo_[1-8]|random_[1-4]|env_[3-6])$")
 
 # Controls that stay at the init value: UI-only, MIDI/voice plumbing, or ranges too large to be labels
-# (effect_chain_order has 362 880 permutations, transpose_quantize 8 192 bit masks).
-_FIXED = re.compile(
+# (effect_chain_order has 362 880 permutations, transpose_quantize 8 192 bit masks). On-switches and
+# destinations are drawn apart (below); the search (inference/search/space.py) reads this list too.
+FIXED = re.compile(
     r"(_view_2d|view_spectrogram|_transpose_quantize|^effect_chain_order|^polyphony|^voice_|^mpe_|^legato|"
     r"^portamento|^pitch_bend_range|^beats_per_minute|^bypass|^volume|^velocity_track|^oversampling|"
     r"^stereo_|^pitch_wheel|^mod_wheel|_midi_track|^macro_control|_on$|_destination$|_random_phase$)"
@@ -101,7 +102,7 @@ class Sampler:
         self.catalog = catalog
         self._base = init_preset(self.registry)
         modules = set(sampled_modules(config.tier, self.registry))
-        free = [p for p in self.registry.params if p.module in modules and not _FIXED.search(p.name)]
+        free = [p for p in self.registry.params if p.module in modules and not FIXED.search(p.name)]
         self.continuous = [p for p in free if not p.discrete]
         self.categorical = [p for p in free if p.discrete]
         self._ranges = [self._range(p.name) for p in self.continuous]

@@ -221,7 +221,10 @@ def lookup(preset_wavetable_json: dict, catalog: Catalog) -> int | None:
     """Index of the catalog table with the same content as a preset's wavetable, else None."""
     if not isinstance(preset_wavetable_json, dict):
         return None
-    return catalog._by_hash.get(content_hash(preset_wavetable_json))
+    try:
+        return catalog._by_hash.get(content_hash(preset_wavetable_json))
+    except (ValueError, TypeError, RecursionError):  # NaN/Infinity inside: no catalog table holds it
+        return None
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
@@ -248,8 +251,9 @@ def tables_from_presets(folder: str | Path) -> list[Wavetable]:
             tables = doc["settings"]["wavetables"]
             if not isinstance(tables, list):
                 raise TypeError("'wavetables' is not a list")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-            log.warning("%s: skipped, no readable wavetables (%s: %s)", path, e.__class__.__name__, e)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # ValueError: bad JSON, huge int
+            reason = (str(e).splitlines() or [""])[0][:200]
+            log.warning("%s: skipped, no readable wavetables (%s: %s)", path, e.__class__.__name__, reason)
             continue
         skipped = []
         for i, data in enumerate(tables[:N_OSCILLATORS]):
@@ -257,13 +261,14 @@ def tables_from_presets(folder: str | Path) -> list[Wavetable]:
                 if not _components(data):
                     raise ValueError("no components")
                 h = content_hash(data)  # ValueError for NaN/inf, which JSON cannot carry back
-            except ValueError as e:
+            except (ValueError, TypeError, RecursionError) as e:
                 skipped.append(f"#{i + 1} ({e})")
                 continue
             if h in seen:
                 continue
             seen.add(h)
-            out.append(Wavetable(name=_unique_name(f"{path.stem}/{data.get('name', '')}", names), data=data))
+            label = data.get("name") if isinstance(data.get("name"), str) else ""
+            out.append(Wavetable(name=_unique_name(f"{path.stem}/{label}", names), data=data))
         if skipped:
             log.warning("%s: skipped %d wavetable(s): %s", path, len(skipped), ", ".join(skipped))
     return out

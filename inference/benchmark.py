@@ -1,21 +1,24 @@
 """`python -m inference benchmark`: how close each method's preset sounds to the target, against baselines.
 
-Targets (`list_clips`, built one at a time as the run reaches them): WAV clips (prepared like `infer` prepares them, at the detected note); `.vital` presets
+Targets (`list_clips`, built one at a time as the run reaches them): WAV clips (prepared like `infer` prepares
+them, at the detected note); `.vital` presets
 rendered at stated MIDI notes; or the test split of a generated HDF5 data set (each row rendered at its note).
 A rendered target is rendered a second time from a fresh Synth: the distance between the two renders is that
 clip's noise floor (random phases, noise and unsynchronised LFOs make a preset differ from itself).
 
 Methods, each giving one preset per clip (searches spend `budget` renders of the refinement objective):
-- `init`: Vital's init preset (the floor every method should beat);
-- `random`: the best of `budget` presets drawn by the data set's sampler (`datagen.sampler`, the model's tier);
-- `cma-init`: CMA-ES (`inference.refine`) started from the init preset;
-- `network`: the network's prediction;
-- `network+cma`: CMA-ES started from the network's prediction (what `infer --refine` does).
+- `init`: Vital's init preset (the floor every method should beat); `network`: the network's prediction;
+- `<start>+<search>`: any searcher registered in `inference.search` from `init`, `network` or `proposals`
+  (`inference.proposals`: network samples, bank neighbours, sampler draws), e.g. `network+cma`,
+  `proposals+evolve` (what `infer --refine` does);
+- `random` (= `none+random`): the best of `budget` presets drawn by the sampler of the model's tier;
+  `cma-init` (= `init+cma`).
 Budgets 200 / 500 / 2000 of a search come from one run of the largest budget, snapshotted on the way
-(`refine(snapshots=...)`): a run with a smaller budget and the same seed would stop in the same state.
+(`refine(snapshots=...)`): the best of its first `budget` renders, which is where a run with that budget ends.
 
-Every preset is rendered at the clip's note from a fresh Synth (random phase off) and scored against the
-target with `inference.metrics` (multi-scale spectral distance, log-spectral distance, MFCC L1, loudness L1).
+Every preset is rendered at the clip's note and key-held time by the render pool (random phase off) and scored
+against the target with `inference.metrics` (multi-scale spectral distance, log-spectral distance, MFCC L1,
+loudness L1).
 
 Output folder: `clips.jsonl` (one line per clip, its records for every method x budget, appended as each clip
 finishes: an interrupted run resumes at the clip it was scoring), `results.md` (means with bootstrap 95%
@@ -36,25 +39,27 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-METHODS = ("init", "random", "cma-init", "network", "network+cma")
-SEARCHES = ("random", "cma-init", "network+cma")  # methods that spend a budget
+METHODS = ("init", "network", "random", "network+cma", "proposals+evolve")
+STARTS = ("init", "network", "proposals")  # what a search starts from ("none" for random search)
+ALIASES = {"random": "none+random", "cma-init": "init+cma"}  # the names of earlier recorded results
 BUDGETS = (0, 200, 500, 2000)
 NOTES = (48, 60, 72)
-RANDOM_SEARCH_SEED = 7_000_003  # + the run's seed (see _random_search)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff")
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkConfig:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = METHODS  # "init", "network", or "<start>+<searcher>" (see parse_method)
     budgets: tuple[int, ...] = BUDGETS  # 0 scores the methods that do not search; searches run the others
-    threads: int | None = None  # render threads per search; None: all cores
+    threads: int | None = None  # render processes; None: one per core
     seed: int = 0
+    proposals: int = 32  # starts of the "proposals+..." methods (inference.proposals), within the budget
 
     def __post_init__(self):
-        unknown = set(self.methods) - set(METHODS)
-        if unknown or not self.methods:
-            raise ValueError(f"methods must be among {', '.join(METHODS)}, got {', '.join(self.methods) or 'none'}")
+        if not self.methods:
+            raise ValueError("no methods given")
+        for m in self.methods:
+            parse_method(m)
         if not self.budgets or any(b < 0 for b in self.budgets):
             raise ValueError(f"budgets must be >= 0, got {self.budgets}")
         if any(0 < b < 2 for b in self.budgets):
@@ -63,6 +68,22 @@ class BenchmarkConfig:
     @property
     def search_budgets(self) -> tuple[int, ...]:
         return tuple(sorted(b for b in set(self.budgets) if b > 0))
+
+
+def parse_method(method: str) -> tuple[str, str | None]:
+    """(start, searcher): "init" / "network" -> (that, None): scored as they are; "<start>+<searcher>" with
+    start in STARTS (or "none") and a searcher registered in inference.search; "random" and "cma-init" are the
+    names of "none+random" and "init+cma". ValueError for anything else."""
+    from inference.search import SEARCHERS
+
+    name = ALIASES.get(method, method)
+    if name in ("init", "network"):
+        return name, None
+    start, plus, searcher = name.partition("+")
+    if plus and start in (*STARTS, "none") and searcher in SEARCHERS:
+        return start, searcher
+    raise ValueError(f"method {method!r}: use init, network, random, or <start>+<search> with start in "
+                     f"{', '.join(STARTS)} and search in {', '.join(SEARCHERS)}")
 
 
 @dataclass(frozen=True)
@@ -193,74 +214,73 @@ def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
 # ---- methods -----------------------------------------------------------------------------------------------
 
 
-def _random_search(objective, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
-    """Best of `max(budgets)` sampled presets under `objective` (the clip's refinement objective);
+def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[int, ...], pool, seed: int) -> dict:
+    """One registered searcher (the part of `method` after "+") from `starts`, snapshotted at every budget;
     budget -> (preset, loss, evals, s)."""
-    from datagen.sampler import Sampler, SamplerConfig
-    from inference.refine import render_pool
-
-    t0 = time.perf_counter()
-    # seeds of its own: data sets are generated with small seeds, and the sampler is a pure function of
-    # (seed, index): seed 0 would draw the very presets of a seed-0 test split
-    sampler = Sampler(SamplerConfig(tier=pipeline.tier, seed=RANDOM_SEARCH_SEED + seed), registry=pipeline.registry,
-                      catalog=pipeline.catalog)
-    presets = [sampler.sample(i) for i in range(max(budgets))]
-    with render_pool(threads) as pool:
-        losses = [loss for loss, _ in pool.map(objective, presets)]
-    seconds = (time.perf_counter() - t0) / len(presets)  # per render, sampling included
-    out = {}
-    for b in budgets:
-        k = int(np.argmin(losses[:b]))
-        out[b] = (presets[k], float(losses[k]), b, seconds * b)
-    return out
-
-
-def _cma(start, clip: Clip, *, pipeline, budgets: tuple[int, ...], threads: int | None, seed: int) -> dict:
     from inference.refine import RefineConfig, refine
 
-    r = refine(start, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
-               importance=pipeline.importance, registry=pipeline.registry,
-               config=RefineConfig(evals=max(budgets), threads=threads, seed=seed), show_progress=False,
-               snapshots=budgets)
+    r = refine(starts, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+               key_held=getattr(clip.target, "key_held", None), importance=pipeline.importance,
+               registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
+               config=RefineConfig(evals=max(budgets), seed=seed, search=parse_method(method)[1]), pool=pool,
+               show_progress=False, snapshots=budgets)
     return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}
 
 
-def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, on_step=None) -> dict:
+def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, on_step=None) -> dict:
     """Every method at every budget on one clip: {clip, note, floor (metrics of the second render, or None),
-    records: one per (method, budget)}. on_step(method) is called as each method starts (progress)."""
+    records: one per (method, budget)}. pool: a RenderPool to share across clips (default: one for this clip).
+    on_step(method) is called as each method starts (progress)."""
+    from inference.objective import render_pool
+
+    with render_pool(config.threads, sample_rate=clip.target.sample_rate, pool=pool) as pool:
+        return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, on_step=on_step)
+
+
+def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, on_step) -> dict:
     from datagen.preset import init_preset
     from inference.metrics import score
-    from inference.refine import FAILED_LOSS, Objective
+    from inference.objective import FAILED_LOSS, Objective
+    from inference.proposals import proposals
 
-    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate)
+    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+                          key_held=getattr(clip.target, "key_held", None))
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
     t0 = time.perf_counter()
-    predicted = pipeline.predict(clip.target).preset
+    prediction = pipeline.predict(clip.target)
     predict_s = time.perf_counter() - t0
-    starts = {"init": (init_preset(pipeline.registry), 0.0), "network": (predicted, predict_s)}
+    starts = {"init": ([init_preset(pipeline.registry)], 0.0), "network": ([prediction.preset], predict_s),
+              "none": ([], 0.0)}
     budgets = config.search_budgets
     results = {}  # (method, budget) -> (preset, objective loss (None: from the scoring render), evaluations, s)
     for method in config.methods:
         if on_step is not None:
             on_step(method)
-        if method in starts and 0 in config.budgets:
-            preset, seconds = starts[method]
-            results[(method, 0)] = (preset, None, 0, seconds)
-        elif method == "random" and budgets:
-            for b, r in _random_search(objective, pipeline=pipeline, budgets=budgets, threads=config.threads,
-                                       seed=config.seed).items():
-                results[(method, b)] = r
-        elif method in SEARCHES and budgets:  # cma-init, network+cma
-            preset, seconds = starts["init" if method == "cma-init" else "network"]
-            for b, (p, loss, n, s) in _cma(preset, clip, pipeline=pipeline, budgets=budgets,
-                                           threads=config.threads, seed=config.seed).items():
-                results[(method, b)] = (p, loss, n, s + seconds)
+        start, searcher = parse_method(method)
+        if searcher is None:
+            if 0 in config.budgets:
+                (preset,), seconds = starts[start]
+                results[(method, 0)] = (preset, None, 0, seconds)
+            continue
+        if not budgets:
+            continue
+        if start == "proposals":
+            t1 = time.perf_counter()
+            found = proposals(clip.target, pipeline, n=min(config.proposals, max(budgets)), prediction=prediction,
+                              seed=config.seed)
+            starts["proposals"] = (found, predict_s + time.perf_counter() - t1)
+        presets, seconds = starts[start]
+        for b, (p, loss, n, s) in _search(method, clip, starts=presets, pipeline=pipeline, budgets=budgets,
+                                          pool=pool, seed=config.seed).items():
+            results[(method, b)] = (p, loss, n, s + seconds)
     records = []
-    for (method, budget), (preset, loss, evaluations, seconds) in results.items():
-        try:  # one render scores the preset and, for the methods that did not search, gives its objective
-            audio = objective.render(preset)
-        except Exception as e:  # a preset vita cannot render scores nothing, and says so
-            log.warning("%s: %s @ %d did not render (%s)", clip.name, method, budget, e)
+    keys = list(results)
+    rendered = objective.renders([results[k][0] for k in keys], pool=pool)
+    for (method, budget), r in zip(keys, rendered):
+        preset, loss, evaluations, seconds = results[(method, budget)]
+        audio = r.audio  # one render scores the preset and, for the methods that did not search, gives its objective
+        if not r.ok:  # a preset vita cannot render scores nothing, and says so
+            log.warning("%s: %s @ %d did not render (%s)", clip.name, method, budget, r.error)
             metrics, loss = None, FAILED_LOSS if loss is None else loss
         else:
             metrics = score(audio, clip.target.audio)
@@ -290,20 +310,24 @@ def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir,
     todo = [c for c in clips if c.name not in done]
     if done:
         log.info("resuming: %d of %d clips already scored in %s", len(clips) - len(todo), len(clips), jsonl)
+    from datagen.atomic import write_text
+    from inference.objective import render_pool
+
     bar = tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True)
-    for pending in bar:
-        bar.set_postfix_str(f"{pending.name}: target")
-        clip = pending.build()
-        if clip is None:
-            continue
-        line = run_clip(clip, pipeline=pipeline, config=config,
-                        on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
-        with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
-            f.write(json.dumps(line) + "\n")
+    with render_pool(config.threads, sample_rate=pipeline.features.sample_rate) as pool:  # one for the run
+        for pending in bar:
+            bar.set_postfix_str(f"{pending.name}: target")
+            clip = pending.build()
+            if clip is None:
+                continue
+            line = run_clip(clip, pipeline=pipeline, config=config, pool=pool,
+                            on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
+            with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
+                f.write(json.dumps(line) + "\n")
     names = {c.name for c in clips}
     summary = summarise([c for c in read_lines(jsonl) if c["clip"] in names])
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out_dir / "results.md").write_text(markdown(summary))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text(out_dir / "results.md", markdown(summary))
     plot(summary, out_dir / "results.png")
     return summary
 
@@ -331,7 +355,8 @@ def summarise(clips: list[dict]) -> dict:
         for r in c["records"]:
             rows.setdefault((r["method"], r["budget"]), []).append(r)
     table = []
-    for (method, budget), rs in sorted(rows.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+    order = list(dict.fromkeys(r["method"] for c in clips for r in c["records"]))  # as the run listed them
+    for (method, budget), rs in sorted(rows.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
         entry = {"method": method, "budget": budget, "clips": len(rs),
                  "failed": sum(r["metrics"] is None for r in rs),
                  "seconds": bootstrap_ci([r["seconds"] for r in rs])}
@@ -385,11 +410,11 @@ def plot(summary: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from datagen.atomic import atomic_path
+
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for method in METHODS:
+    for method in dict.fromkeys(e["method"] for e in summary["table"]):
         es = [e for e in summary["table"] if e["method"] == method]
-        if not es:
-            continue
         x = [max(e["budget"], 1) for e in es]  # budget 0 drawn at 1 on the log axis
         y = [e["mss"]["mean"] for e in es]
         lo, hi = [e["mss"]["low"] for e in es], [e["mss"]["high"] for e in es]
@@ -402,6 +427,7 @@ def plot(summary: dict, path: Path) -> Path:
     ax.set_title(f"{summary['clips']} clips, means with 95% intervals")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path

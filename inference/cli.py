@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from datagen.console import CliError, check_writable, setup_logging
+from datagen.console import CliError, Group, Interrupted, check_writable, setup_logging
+from inference.benchmark import BenchmarkConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Turn a recorded synth note into a Vital preset."""
@@ -33,32 +34,31 @@ def _inputs(paths: tuple[Path, ...]) -> list[Path]:
             if not found:
                 raise CliError(f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
             out.extend(found)
+        elif not p.exists():
+            raise CliError(f"{p}: no such file")
         else:
-            out.append(p)  # a missing or unreadable file is reported by audio.prepare, in its own words
+            out.append(p)  # an unreadable file is reported by audio.prepare, in its own words
     return out
 
 
-def _output(option: Path | None, stem: str, suffix: str, many: bool) -> Path | None:
-    """A single input writes to the path given; several inputs treat it as a folder of <stem><suffix>."""
-    if option is None:
-        return None
-    if many:
-        option.mkdir(parents=True, exist_ok=True)
-        return option / f"{stem}{suffix}"
-    return option
-
-
 def refine_options(f):
+    from inference.refine import RefineConfig
+    from inference.search import SEARCHERS
+
     for decorator in reversed([
-        click.option("--refine", is_flag=True, help="Refine by listening (CMA-ES on rendered audio)."),
-        click.option("--refine-evals", type=click.IntRange(min=1), default=500, show_default=True,
-                     help="Renders CMA-ES may spend."),
+        click.option("--refine", is_flag=True, help="Refine by listening (a search on rendered audio)."),
+        click.option("--search", "search_name", type=click.Choice(list(SEARCHERS)), default=RefineConfig.search,
+                     show_default=True, help="The search method (inference/search/)."),
+        click.option("--refine-evals", type=click.IntRange(min=1), default=RefineConfig.evals, show_default=True,
+                     help="Renders the search may spend, its proposals included."),
+        click.option("--proposals", type=click.IntRange(min=1), default=RefineConfig.proposals, show_default=True,
+                     help="Starts rendered first: network samples, bank neighbours, sampler draws."),
         click.option("--refine-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop refining after this many seconds."),
-        click.option("--refine-sigma", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
-                     help="CMA-ES initial step (normalised units)."),
+        click.option("--refine-sigma", type=click.FloatRange(0, 1, min_open=True), default=RefineConfig.sigma,
+                     show_default=True, help="Initial continuous step (normalised units)."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Render threads for refinement (default: all cores)."),
+                     help="Render processes for refinement (default: one per core)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]):
         f = decorator(f)
@@ -73,34 +73,30 @@ def refine_options(f):
 @checkpoint_option
 @refine_options
 @click.option("--render", "render_to", type=click.Path(path_type=Path), default=None,
-              help="Also write the final preset's audio at the detected note (.wav; a folder for several inputs).")
+              help="Also write the final preset's audio at the detected note (.wav or .flac; a folder for several "
+                   "inputs).")
 @click.option("--plot", "plot_to", type=click.Path(path_type=Path), default=None,
               help="Also write target vs prediction (vs refined) spectrograms (.png; a folder for several).")
 @click.option("--tutorial", "tutorial_to", type=click.Path(path_type=Path), default=None,
               help="Also write a step-by-step tutorial (.md; an LLM with ANTHROPIC_API_KEY, else a template).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results (JSON) instead of text.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the network.")
-def infer(inputs, output, checkpoint, refine, refine_evals, refine_timeout, refine_sigma, threads, seed, render_to,
-          plot_to, tutorial_to, as_json, device):
-    """Predict a Vital preset for each clip (one note, 1-4 s) and write it as .vital."""
+def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposals, refine_timeout, refine_sigma,
+          threads, seed, render_to, plot_to, tutorial_to, as_json, device):
+    """Predict a Vital preset for each clip (one note, 1-4 s) and write it as .vital.
+
+    Outputs never replace an input, two inputs never share an output, and every file is written atomically."""
+    from datagen.atomic import remove_stale
     from inference.audio import AudioError
+    from inference.outputs import make_folders, plan
     from inference.refine import RefineConfig
     from training.checkpoint import CheckpointError
 
     files = _inputs(inputs)
     many = len(files) > 1 or any(p.is_dir() for p in inputs)
-    if many:
-        if output.exists() and not output.is_dir():
-            raise CliError(f"{output}: several inputs need an output folder, this is a file")
-        output.mkdir(parents=True, exist_ok=True)
-    else:
-        if output.suffix.lower() != ".vital":
-            raise CliError(f"{output}: the output preset must end in .vital")
-        for path in (output, render_to, plot_to, tutorial_to):
-            if path is not None:
-                check_writable(path)
+    plans = plan(files, output=output, render=render_to, plot=plot_to, tutorial=tutorial_to, many=many)
     config = RefineConfig(evals=refine_evals, timeout=refine_timeout, sigma=refine_sigma, seed=seed,
-                          threads=threads) if refine else None
+                          threads=threads, search=search_name, proposals=proposals) if refine else None
     t0 = time.perf_counter()
     try:
         from inference.predict import Pipeline
@@ -109,70 +105,76 @@ def infer(inputs, output, checkpoint, refine, refine_evals, refine_timeout, refi
     except CheckpointError as e:
         raise CliError(str(e)) from None
     load_seconds = time.perf_counter() - t0
+    make_folders(plans)
+    for folder in {p.parent for o in plans for p in o.paths().values()}:
+        remove_stale(folder)  # temp files a killed run left behind
     results, failed = [], []
-    for path in files:
-        try:
-            results.append(_one(path, pipeline, output=output, many=many, config=config, render_to=render_to,
-                                plot_to=plot_to, tutorial_to=tutorial_to, quiet=as_json))
-        except AudioError as e:
-            if not many:
-                raise CliError(str(e)) from None
-            failed.append(str(path))
-            click.echo(f"error: {e}", err=True)
+    try:
+        for o in plans:
+            try:
+                results.append(_one(o, pipeline, config=config, quiet=as_json))
+            except (AudioError, OSError) as e:
+                reason = str(e) if isinstance(e, AudioError) else f"{o.source}: cannot write ({e.strerror or e})"
+                if not many:
+                    raise CliError(reason) from None
+                failed.append(str(o.source))
+                click.echo(f"error: {reason}", err=True)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {len(results)} of {len(plans)} clip(s) done and written, "
+                          f"the rest not started") from None
     if as_json:
         click.echo(json.dumps({"checkpoint": str(pipeline.path), "load_seconds": load_seconds,
                                "results": results, "failed": failed}, indent=2))
     if failed:
-        raise CliError(f"{len(failed)} of {len(files)} inputs failed")
+        raise CliError(f"{len(failed)} of {len(plans)} inputs failed")
 
 
-def _one(path: Path, pipeline, *, output, many, config, render_to, plot_to, tutorial_to, quiet) -> dict:
-    """Run the main job for one clip, write its files, return its JSON-able result."""
+def _one(o, pipeline, *, config, quiet) -> dict:
+    """Run the main job for one clip (`o`: its `outputs.Outputs`), write its files, return its JSON-able result."""
+    from datagen.atomic import write_text
     from inference import export
     from inference.match import match
 
-    result = match(path, pipeline, refine=config, show_progress=not quiet)
-    stem = path.stem
+    result = match(o.source, pipeline, refine=config, show_progress=not quiet)
     note = result.note
-    vital = output / f"{stem}.vital" if many else output
     t0 = time.perf_counter()
-    export.export_match(result, vital, stem=stem, pipeline=pipeline)
+    export.export_match(result, o.vital, stem=o.stem, pipeline=pipeline)
     timings = {**result.timings, "export": time.perf_counter() - t0}
     sr = pipeline.features.sample_rate
-    wav = _output(render_to, stem, ".wav", many)
-    png = _output(plot_to, stem, ".png", many)
-    if png is not None:  # target, prediction (and refined): the last one is the final preset's audio
+    if o.png is not None:  # target, prediction (and refined): the last one is the final preset's audio
         spectra = export.match_audio(result, pipeline=pipeline)
-        export.plot(spectra, png, features=pipeline.features, title=f"{path.name} at {export.note_name(note.midi)}")
+        export.plot(spectra, o.png, features=pipeline.features,
+                    title=f"{o.source.name} at {export.note_name(note.midi)}")
         final = list(spectra.values())[-1]
-    elif wav is not None:
+    elif o.wav is not None:
         final = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=pipeline.features.duration)
-    if wav is not None:
-        export.write_wav(final, wav, sample_rate=sr)
-    md = _output(tutorial_to, stem, ".md", many)
+    if o.wav is not None:
+        export.write_wav(final, o.wav, sample_rate=sr)
     tutorial_source = None
-    if md is not None:
+    if o.md is not None:
         from inference.tutorial import tutorial
 
         tut = tutorial(result.preset, registry=pipeline.registry, note=export.note_name(note.midi),
                        confidence=result.prediction.confidence)
-        md.write_text(tut.text, encoding="utf-8")
+        write_text(o.md, tut.text)
         tutorial_source = tut.source
         if not quiet:
             click.echo(f"tutorial: {tut.notice}")
     r = result.refinement
+    path = o.source
     if not quiet:
         line = f"{path}: {export.note_name(note.midi)} ({note.cents:+.0f} cents)" if note.pitched \
             else f"{path}: unpitched (rendered at {export.note_name(note.midi)})"
-        line += f" -> {vital}"
+        line += f" -> {o.vital}"
         if r is not None:
             line += (f"; refined spectral distance {r.initial_loss:.3f} -> {r.final_loss:.3f} in {r.evaluations} "
                      f"renders ({r.seconds:.1f} s)")
         click.echo(line)
     preset = result.preset
     return {
-        "input": str(path), "output": str(vital), "render": str(wav) if wav else None, "plot": str(png) if png else None,
-        "tutorial": str(md) if md else None, "tutorial_source": tutorial_source,
+        "input": str(path), "output": str(o.vital), "render": str(o.wav) if o.wav else None,
+        "plot": str(o.png) if o.png else None, "tutorial": str(o.md) if o.md else None,
+        "tutorial_source": tutorial_source,
         "note": {"midi": note.midi, "name": export.note_name(note.midi), "cents": note.cents, "hz": note.hz,
                  "pitched": note.pitched, "n_notes": note.n_notes},
         "messages": list(result.target.messages),
@@ -193,7 +195,7 @@ def _one(path: Path, pipeline, *, output, many, config, render_to, plot_to, tuto
 @click.option("-i", "--input", "clip", type=click.Path(path_type=Path), required=True, help="A clip (2 s, one note).")
 @checkpoint_option
 @click.option("--evals", type=click.IntRange(min=2), default=500, show_default=True, help="Refinement budget.")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Render processes.")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True, help="Timed predictions.")
 def bench_speed(clip, checkpoint, evals, threads, repeats):
     """Load time, prediction latency, refinement renders/s vs raw vita x threads (one run)."""
@@ -215,11 +217,14 @@ def bench_speed(clip, checkpoint, evals, threads, repeats):
     except (CheckpointError, AudioError) as e:
         raise CliError(str(e)) from None
     click.echo(json.dumps(result, indent=2))
-    click.echo(f"imports {result['import_s']:.2f} s, load {result['load_s']:.2f} s; predict {result['predict_median_s'] * 1000:.0f} ms (median); "
-               f"refine {result['refine_renders_per_s']:.1f} renders/s on {threads} threads = "
-               f"{result['refine_ratio']:.2f} x raw vita ({result['raw_renders_per_s_1_thread']:.1f}/s, fresh Synth) x "
-               f"{threads}; "
-               f"{result['refine_evaluations']} evaluations in {result['refine_wall_s']:.1f} s")
+    r = result
+    click.echo(f"imports {r['import_s']:.2f} s, load {r['load_s']:.2f} s; predict {r['predict_median_s'] * 1000:.0f} ms "
+               f"(median); {r['candidates']} candidates on {threads} cores: raw vita (reused Synth) "
+               f"{r['raw_reused_renders_per_s']:.1f} renders/s; pool {r['pool_base_renders_per_s']:.1f}/s = "
+               f"{r['pool_base_ratio']:.2f} x raw (whole presets {r['pool_whole_ratio']:.2f} x; fresh-Synth threads "
+               f"{r['threads_fresh_ratio']:.2f} x); objective {r['objective_ms']:.1f} ms = "
+               f"{r['objective_share']:.0%} of a candidate; refine {r['refine_evaluations']} evaluations in "
+               f"{r['refine_wall_s']:.1f} s")
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -235,25 +240,28 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Folder for clips.jsonl, results.md, results.png, summary.json (an existing run resumes).")
 @checkpoint_option
-@click.option("--methods", default=",".join(("init", "random", "cma-init", "network", "network+cma")),
-              show_default=True, help="Comma-separated methods.")
-@click.option("--budgets", default="0,200,500,2000", show_default=True,
+@click.option("--methods", default=",".join(BenchmarkConfig.methods), show_default=True,
+              help="Comma-separated: init, network, random, or <start>+<search> (start: init, network, proposals; "
+                   "search: a registered searcher, e.g. cma, evolve, random).")
+@click.option("--budgets", default=",".join(map(str, BenchmarkConfig.budgets)), show_default=True,
               help="Comma-separated render budgets (0: the methods that do not search).")
+@click.option("--proposals", type=click.IntRange(min=1), default=BenchmarkConfig.proposals, show_default=True,
+              help="Starts of the proposals+... methods (within the budget).")
 @click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes .vital presets are rendered at.")
 @click.option("--max-clips", type=click.IntRange(min=1), default=None, help="Score at most this many targets.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Render threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def benchmark(inputs, output, checkpoint, methods, budgets, notes, max_clips, threads, seed):
-    """Score the init preset, random search, CMA-ES from init, the network and network + CMA-ES on targets."""
+def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, max_clips, threads, seed):
+    """Score the init preset, the network, random search and any registered search from any start on targets."""
     from inference.audio import AudioError
     from training.checkpoint import CheckpointError
 
     try:
-        from inference.benchmark import BenchmarkConfig, list_clips, markdown, run
+        from inference.benchmark import list_clips, markdown, run
         from inference.predict import Pipeline
 
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                                 budgets=_ints(budgets, "budgets"), threads=threads, seed=seed)
+                                 budgets=_ints(budgets, "budgets"), threads=threads, seed=seed, proposals=proposals)
         note_list = _ints(notes, "notes")
         if not note_list or not all(0 <= n <= 127 for n in note_list):
             raise CliError(f"--notes must be MIDI notes 0..127, got {notes!r}")

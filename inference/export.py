@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.atomic import atomic_path
+
 AUTHOR = "vital-match"
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -29,23 +31,25 @@ def export(preset, path: str | Path, *, name: str, comments: str = "", registry=
     return write_vital(replace(preset, meta=meta), path, registry=registry)
 
 
-def render(preset, *, note: int, sample_rate: int, seconds: float) -> np.ndarray:
-    """(samples,) float32 mono render of `preset` at `note` (key held for 3/4 of the time, as in training)."""
+def render(preset, *, note: int, sample_rate: int, seconds: float, key_held: float | None = None) -> np.ndarray:
+    """(samples,) float32 mono render of `preset` at `note`, the key held `key_held` seconds (default: 3/4 of
+    the time, as in training; `RenderConfig.for_clip`)."""
     from datagen.render import RenderConfig, Renderer
 
-    return Renderer(RenderConfig(sample_rate=sample_rate, render_length=seconds,
-                                 note_length=min(RenderConfig.note_length, 0.75 * seconds))).render(preset, note=note)
+    config = RenderConfig.for_clip(seconds=seconds, sample_rate=sample_rate, key_held=key_held)
+    return Renderer(config).render(preset, note=note)
 
 
 def write_wav(audio: np.ndarray, path: str | Path, *, sample_rate: int) -> Path:
-    """16-bit WAV, peak-limited to -1 dBFS when the render clips (Vital's output can exceed 1.0)."""
+    """16-bit WAV (or FLAC, by the suffix), written atomically, peak-limited to -1 dBFS when the render clips (Vital's output can exceed 1.0)."""
     import soundfile as sf
 
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     limit = 10 ** (-1 / 20)
     if peak > limit:
         audio = audio * (limit / peak)
-    sf.write(str(path), audio, sample_rate, subtype="PCM_16")
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio, sample_rate, subtype="PCM_16")
     return Path(path)
 
 
@@ -70,8 +74,11 @@ def plot(spectra: dict[str, np.ndarray], path: str | Path, *, features, title: s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

@@ -17,7 +17,7 @@ class Match:
     source: str
     target: object  # inference.audio.Target
     prediction: object  # inference.predict.Prediction
-    refinement: object | None  # inference.refine.Refinement, None without --refine
+    refinement: object | None  # inference.search.Refinement, None without --refine
     timings: dict[str, float] = field(default_factory=dict)  # seconds: prepare, predict, refine
 
     @property
@@ -34,6 +34,7 @@ def match(path: str | Path, pipeline, *, refine=None, show_progress: bool = True
     """refine: a RefineConfig to refine with, or None. on_progress(done, total, best_loss) during refinement.
     Raises inference.audio.AudioError (one line) for a clip that cannot be used."""
     from inference.audio import prepare
+    from inference.proposals import proposals
     from inference.refine import refine as run_refine
 
     t0 = time.perf_counter()
@@ -44,9 +45,11 @@ def match(path: str | Path, pipeline, *, refine=None, show_progress: bool = True
     timings = {"prepare": t1 - t0, "predict": t2 - t1}
     refinement = None
     if refine is not None:
-        refinement = run_refine(prediction.preset, target.audio, note=target.note.midi,
-                                sample_rate=target.sample_rate, importance=pipeline.importance,
-                                registry=pipeline.registry, config=refine, show_progress=show_progress,
-                                on_progress=on_progress)
+        starts = proposals(target, pipeline, n=min(refine.proposals, refine.evals), prediction=prediction,
+                           seed=refine.seed)
+        refinement = run_refine(starts, target.audio, note=target.note.midi, sample_rate=target.sample_rate,
+                                key_held=getattr(target, "key_held", None), importance=pipeline.importance,
+                                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
+                                config=refine, show_progress=show_progress, on_progress=on_progress)
         timings["refine"] = refinement.seconds
     return Match(source=str(path), target=target, prediction=prediction, refinement=refinement, timings=timings)

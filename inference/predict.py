@@ -35,15 +35,13 @@ class Pipeline:
     """A loaded model and everything needed to read its outputs. Thread-safe for `predict` calls."""
 
     def __init__(self, *, model, ckpt: dict, path: Path, device: str = "cpu"):
-        from datagen.features import FeatureConfig
         from datagen.registry import load_registry
-        from datagen.wavetables import Catalog
+        from training.checkpoint import contents
 
         self.model, self.path, self.device = model, Path(path), device
-        self.features = FeatureConfig.from_json(ckpt["feature_config"])
+        parts = contents(ckpt, self.path)  # CheckpointError when missing or corrupt
+        self.features, self.catalog, self.tier = parts.features, parts.catalog, parts.tier
         self.registry = load_registry()  # equal to the checkpoint's: the fingerprint was checked on load
-        self.catalog = Catalog.from_json(ckpt["wavetable_catalog"])
-        self.tier = int(ckpt["tier"])
         self.predicted_categorical = tuple(model.config.predicted_categorical)
         n = len(self.registry.continuous)
         self.importance = np.asarray(ckpt.get("importance") or np.ones(n), np.float64)  # (n_continuous,)
@@ -60,6 +58,25 @@ class Pipeline:
         ckpt = checkpoint.load(path)
         model = checkpoint.build_model(ckpt, path).to(device)
         return cls(model=model, ckpt=ckpt, path=path, device=device)
+
+    def samples(self, target, *, n: int, seed: int = 0, jitter: float = 0.05) -> list:
+        """`n` presets drawn from the network's distributions for `target`: each categorical choice and
+        wavetable from its head's softmax, each continuous value moved by N(0, jitter). One forward pass."""
+        import torch
+
+        from datagen.features import log_mel
+        from training.decode import decode
+
+        if n <= 0:
+            return []
+        mel = log_mel(np.asarray(target.audio, np.float32), self.features)
+        with torch.inference_mode():
+            outputs = self.model(torch.from_numpy(mel)[None, None].to(self.device))
+        outputs = {k: [t.expand(n, *t.shape[1:]) for t in v] if isinstance(v, (list, tuple))
+                   else v.expand(n, *v.shape[1:]) for k, v in outputs.items()}
+        rng = np.random.default_rng(seed)
+        return [d.preset for d in decode(outputs, registry=self.registry, catalog=self.catalog,
+                                         predicted_categorical=self.predicted_categorical, rng=rng, jitter=jitter)]
 
     def predict(self, target, *, threshold: float = 0.5) -> Prediction:
         """target: an `inference.audio.Target` (mono audio at the model's rate, fitted, with its note)."""

@@ -84,12 +84,12 @@ def test_the_run_writes_one_line_per_clip_and_searches_never_lose(run_dir):
     assert [c["clip"] for c in lines] == ["pluck_g3", "saw_pluck@48"]
     for c in lines:
         got = {(r["method"], r["budget"]): r for r in c["records"]}
-        assert set(got) == {("init", 0), ("network", 0)} | {(m, b) for m in ("random", "cma-init", "network+cma")
-                                                             for b in (6, 12)}
-        for m in ("random", "cma-init", "network+cma"):  # more renders never end worse
+        searches = ("random", "network+cma", "proposals+evolve")  # the default methods that search
+        assert set(got) == {("init", 0), ("network", 0)} | {(m, b) for m in searches for b in (6, 12)}
+        for m in searches:  # more renders never end worse
             assert got[(m, 12)]["objective"] <= got[(m, 6)]["objective"]
-        assert got[("cma-init", 6)]["objective"] <= got[("init", 0)]["objective"]
-        assert got[("network+cma", 6)]["objective"] <= got[("network", 0)]["objective"]
+        for m in ("network+cma", "proposals+evolve"):  # both start from the network's prediction
+            assert got[(m, 6)]["objective"] <= got[("network", 0)]["objective"]
         assert all(r["metrics"] and set(r["metrics"]) == {"mss", "lsd", "mfcc_l1", "loudness_l1"}
                    for r in c["records"])
     assert lines[0]["floor"] is None  # a WAV has no preset to render twice
@@ -129,8 +129,8 @@ def test_summary_means_intervals_and_goals_by_hand():
              _clip("b", {("init", 0): 2.0, ("network", 0): 1.0, ("cma-init", 500): 2.0, ("network+cma", 500): 1.0})]
     s = summarise(clips)
     by = {(e["method"], e["budget"]): e for e in s["table"]}
-    assert [(e["method"], e["budget"]) for e in s["table"]] == [("init", 0), ("cma-init", 500), ("network", 0),
-                                                              ("network+cma", 500)]
+    assert [(e["method"], e["budget"]) for e in s["table"]] == [("init", 0), ("network", 0), ("cma-init", 500),
+                                                              ("network+cma", 500)]  # in the run's order
     assert by[("init", 0)]["mss"]["mean"] == 3.0 and by[("init", 0)]["lsd"]["mean"] == 6.0
     assert by[("init", 0)]["mss"]["low"] >= 2.0 and by[("init", 0)]["mss"]["high"] <= 4.0
     assert by[("cma-init", 500)]["mss"] == {"mean": 2.0, "low": 2.0, "high": 2.0, "n": 2}
@@ -140,8 +140,11 @@ def test_summary_means_intervals_and_goals_by_hand():
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="methods must be among"):
+    with pytest.raises(ValueError, match="method 'magic': use init, network, random, or <start>"):
         BenchmarkConfig(methods=("init", "magic"))
+    with pytest.raises(ValueError, match="method 'network\\+nope'"):
+        BenchmarkConfig(methods=("network+nope",))
+    assert BenchmarkConfig(methods=("cma-init", "proposals+cma", "init+evolve")).methods[0] == "cma-init"
     with pytest.raises(ValueError, match="at least 2"):
         BenchmarkConfig(budgets=(0, 1))
     with pytest.raises(ValueError, match=">= 0"):
@@ -150,7 +153,7 @@ def test_bad_config():
 
 @pytest.mark.parametrize("extra, message", [
     (["-i", "/nonexistent/folder"], "no such file or folder"),
-    (["--methods", "init,magic"], "methods must be among"),
+    (["--methods", "init,magic"], "method 'magic': use init"),
     (["--budgets", "0,abc"], "comma-separated integers"),
     (["--budgets", "1"], "at least 2"),
     (["--notes", "200"], "MIDI notes 0..127"),

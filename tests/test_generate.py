@@ -240,4 +240,4 @@ def test_wavetables_from_a_preset_folder_join_the_catalog(tmp_path, init, regist
     catalog = load_catalog(read_attrs(out))
     assert len(catalog) == len(default_catalog()) + 1 and catalog.names[-1] == "p/odd"
     r = _cli("generate", "--tier", 2, "-n", 3, "-o", tmp_path / "x.h5", "--wavetables-from", tmp_path / "nope")
-    assert r.exit_code == 2 and "does not exist" in r.output
+    assert r.exit_code == 2 and r.output == f"error: --wavetables-from {tmp_path / 'nope'}: no such folder\n"

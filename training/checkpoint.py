@@ -8,8 +8,13 @@ model state strictly.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datagen.features import FeatureConfig
+    from datagen.wavetables import Catalog
 
 FORMAT_VERSION = 1
 
@@ -21,27 +26,35 @@ class CheckpointError(ValueError):
 def save(path: Path, payload: dict) -> None:
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**payload, "format_version": FORMAT_VERSION}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    from datagen.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({**payload, "format_version": FORMAT_VERSION}, tmp)
 
 
 def load(path: Path, *, check_registry: bool = True) -> dict:
     """The checkpoint dict; CheckpointError with a one-line reason when it cannot be used."""
     import pickle
+    import warnings
 
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: " + ("is a directory, expected a checkpoint file" if path.is_dir()
+                                             else "no such checkpoint"))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a vital-match checkpoint ({str(e).splitlines()[0]})") from None
+        with warnings.catch_warnings():  # torch warns about legacy formats; the one line below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message advises weights_only=False: never do that with a file from elsewhere
+        if "unsupported global" in str(e).lower():
+            raise CheckpointError(f"{path}: refused, it holds Python objects (code), not just data; a "
+                                  "vital-match checkpoint holds only tensors and plain values") from None
+        raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file)") from None
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, OSError, AttributeError):
+        raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file, or a truncated one)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
         version = ckpt.get("format_version") if isinstance(ckpt, dict) else None
         raise CheckpointError(f"{path}: checkpoint format {version}, this code reads format {FORMAT_VERSION}")
@@ -53,6 +66,36 @@ def load(path: Path, *, check_registry: bool = True) -> dict:
             raise CheckpointError(f"{path}: trained for registry {ckpt.get('registry_fingerprint')}, the installed "
                                   f"vita has {installed}; retrain or install the matching vita")
     return ckpt
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a checkpoint says about reading the model's inputs and outputs."""
+
+    features: FeatureConfig  # the log-mel the model hears
+    catalog: Catalog  # wavetable class k -> the catalog's table k - 1
+    tier: int  # the sampler tier of its training data
+
+
+def contents(ckpt: dict, path: Path) -> Contents:
+    """Parse a loaded checkpoint's feature config, wavetable catalog and tier; CheckpointError naming the part
+    that is missing or corrupt (never a KeyError or WavetableError)."""
+    from datagen.features import FeatureConfig
+    from datagen.wavetables import Catalog
+
+    missing = [k for k in ("feature_config", "wavetable_catalog", "tier") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, no {', '.join(missing)}")
+    part = "feature_config"
+    try:
+        features = FeatureConfig.from_json(ckpt["feature_config"])
+        part = "wavetable_catalog"
+        catalog = Catalog.from_json(ckpt["wavetable_catalog"])
+        part = "tier"
+        tier = int(ckpt["tier"])
+    except (TypeError, ValueError, RecursionError) as e:  # WavetableError is a ValueError
+        raise CheckpointError(f"{path}: corrupt {part} ({(str(e).splitlines() or [''])[0][:200]})") from None
+    return Contents(features=features, catalog=catalog, tier=tier)
 
 
 def build_model(ckpt: dict, path: Path):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from datagen.console import CliError, setup_logging
+from datagen.console import CliError, Group, setup_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Train and evaluate the preset estimator."""

@@ -17,6 +17,7 @@ import numpy as np
 from datagen.dataset import SPLITS, DatasetError, read_attrs
 
 ROW_FIELDS = ("mel", "continuous", "categorical", "wavetable", "modulation", "midi_note")
+REQUIRED_ATTRS = ("registry_fingerprint", "tier", "feature_config", "wavetable_catalog", "n_rows")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class PresetDataset:
             raise DatasetError("no data set files given")
         if split is not None and split not in SPLITS:
             raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
-        metas = [read_attrs(p) for p in self.paths]
+        metas = [read_attrs(p, datasets=(*ROW_FIELDS, "split"), attrs=REQUIRED_ATTRS) for p in self.paths]
         fingerprint = load_registry().fingerprint
         for p, m in zip(self.paths, metas):
             if m.get("registry_fingerprint") != fingerprint:

@@ -31,21 +31,33 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _choose(probs: np.ndarray, rng: np.random.Generator | None) -> int:
+    """The argmax of (n_classes,) probabilities, or a draw from them when an rng is given."""
+    if rng is None:
+        return int(probs.argmax())
+    return int(rng.choice(len(probs), p=probs / probs.sum()))
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def decode(outputs: dict, *, registry, catalog, predicted_categorical, threshold: float = 0.5,
-           max_connections: int = MODULATION_SLOTS, base=None) -> list[Decoded]:
+           max_connections: int = MODULATION_SLOTS, base=None, rng: np.random.Generator | None = None,
+           jitter: float = 0.0) -> list[Decoded]:
     """outputs: the model's forward dict (torch tensors or numpy), batch of B; returns B `Decoded`.
 
     catalog: the checkpoint's wavetable Catalog; base: the preset supplying what the model does not predict
-    (default: the init preset)."""
+    (default: the init preset). rng: draw each categorical choice and wavetable from the heads' softmax instead
+    of taking the argmax, and move each continuous value by N(0, jitter) (proposals: `inference.proposals`)."""
     from datagen.preset import Modulation, init_preset
 
     arr = lambda t: t.detach().float().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)  # noqa: E731
-    cont = np.clip(arr(outputs["continuous"]), 0.0, 1.0)  # (B, n_cont)
+    cont = arr(outputs["continuous"])  # (B, n_cont)
+    if rng is not None and jitter > 0:
+        cont = cont + rng.normal(0.0, jitter, cont.shape)
+    cont = np.clip(cont, 0.0, 1.0)
     cat_probs = [_softmax(arr(z)) for z in outputs["categorical"]]  # each (B, n_classes)
     wt_probs = [_softmax(arr(z)) for z in outputs["wavetable"]]  # 3 x (B, n_tables + 1)
     mod = arr(outputs["modulation"])  # (B, 5, S, D)
@@ -57,12 +69,12 @@ def decode(outputs: dict, *, registry, catalog, predicted_categorical, threshold
         confidence = {}
         for col, probs in zip(predicted_categorical, cat_probs):
             p = registry.categorical[col]
-            k = int(probs[b].argmax())
+            k = _choose(probs[b], rng)
             categorical[p.name] = k
             confidence[p.name] = float(probs[b, k])
         tables, wt_conf = [], []
         for probs in wt_probs:
-            k = int(probs[b].argmax())
+            k = _choose(probs[b], rng)
             tables.append(None if k == 0 else catalog[k - 1].data)
             wt_conf.append(float(probs[b, k]))
         presence = _sigmoid(mod[b, 0])  # (S, D)

@@ -387,13 +387,13 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
     split = None if config.split == SPLIT_ALL else config.split
     dataset = PresetDataset(list(config.data), split=split)
     data_names = ", ".join(config.data)
-    features = FeatureConfig.from_json(ckpt["feature_config"])
+    parts = checkpoint.contents(ckpt, Path(config.checkpoint))
+    features, model_catalog = parts.features, parts.catalog
     data_features = FeatureConfig.from_json(dataset.info.feature_config)
     if features != data_features:
         diff = [f"{k} {getattr(data_features, k)} (checkpoint: {getattr(features, k)})"
                 for k in features.__dataclass_fields__ if getattr(features, k) != getattr(data_features, k)]
         raise DatasetError(f"{data_names}: features differ from the checkpoint's: {', '.join(diff)}")
-    model_catalog = Catalog.from_json(ckpt["wavetable_catalog"])
     data_catalog = load_catalog(dataset.attrs)
     wt_map = wavetable_class_map(model_catalog, data_catalog)
     missing = int((wt_map < 0).sum())
