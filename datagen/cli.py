@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from datagen.bank import BankConfig
 from datagen.console import CliError, Group, check_writable, setup_logging
 
 
@@ -320,6 +321,42 @@ def compute_weights_command(data: Path, presets: int, delta: float, workers: int
     click.echo(f"{data}: stored importance_continuous ({len(w)} parameters, mean {w.mean():.3f})")
     click.echo("  most important:  " + ", ".join(f"{names[i]} {w[i]:.2f}" for i in order[::-1][:8]))
     click.echo("  least important: " + ", ".join(f"{names[i]} {w[i]:.3g}" for i in order[:8]))
+
+
+@main.command("bank")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The bank file (.npz).")
+@click.option("-n", "--presets-per-tier", type=click.IntRange(min=1), default=BankConfig.presets_per_tier,
+              show_default=True, help="Sampler presets of each tier.")
+@click.option("--tiers", default=",".join(map(str, BankConfig.tiers)), show_default=True)
+@click.option("--notes", default=",".join(map(str, BankConfig.notes)), show_default=True,
+              help="MIDI notes every preset is heard at.")
+@click.option("--real", "real_folder", type=click.Path(path_type=Path), default=None,
+              help="Also add the 'build' half of the real presets this folder's README.md lists (never 'score').")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
+@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard,
+              help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to write "
+                   "the bank once all chunks exist.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, shard, quiet):
+    """Build a preset bank (resumable: rerun the same command after an interruption)."""
+    from datagen.bank import BankError, build
+    from datagen.preset import PresetError, shared_split
+
+    check_writable(output, suffixes=(".npz",), option="--output")
+    try:
+        tier_list = tuple(int(t) for t in tiers.split(",") if t.strip())
+    except ValueError:
+        raise CliError(f"--tiers takes comma-separated tiers, got {tiers!r}") from None
+    if not tier_list or any(t not in (1, 2, 3) for t in tier_list):
+        raise CliError(f"--tiers must be among 1, 2, 3, got {tiers!r}")
+    try:
+        real = tuple(str(p) for p in shared_split("build", folder=real_folder)) if real_folder else ()
+        stats = build(output, BankConfig(presets_per_tier=presets_per_tier, tiers=tier_list, notes=_parse_notes(notes),
+                                         real=real), workers=workers, shard=shard, show_progress=not quiet)
+    except (BankError, PresetError) as e:
+        raise CliError(str(e)) from None
+    state = f"wrote {output}" if stats["written"] else f"{stats['done']} of {stats['chunks']} chunks done (rerun to finish)"
+    click.echo(f"{state}: {stats['rows']} entries, {stats['seconds']:.0f} s")
 
 
 @main.command("ingest")

@@ -238,6 +238,33 @@ def shared_presets_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "presets"
 
 
+SPLITS = ("build", "score")  # ../shared/presets/README.md: build data and banks from one, benchmark on the other
+
+
+def shared_split(split: str, folder: str | Path | None = None) -> list[Path]:
+    """The real presets of one half of the fixed split that `folder`/README.md (default: the shared presets)
+    lists under **build** or **score**: build data sets and banks only from "build", score only on "score".
+    PresetError when the README or the split is missing."""
+    if split not in SPLITS:
+        raise PresetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    folder = Path(folder) if folder is not None else shared_presets_dir()
+    try:
+        text = (folder / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        raise PresetError(f"{folder}: no README.md stating the build / score split") from None
+    parts = text.split(f"**{split}**")
+    if len(parts) < 2:
+        raise PresetError(f"{folder}/README.md: no **{split}** list")
+    paths = []
+    for line in parts[1].splitlines()[1:]:
+        line = line.strip()
+        if line.startswith("- **"):
+            break  # the next split's heading
+        if line.startswith("- `") and line.endswith(".vital`"):
+            paths.append(folder / line[3:-1])
+    return paths
+
+
 def find_presets(folder: str | Path) -> list[Path]:
     """Every `.vital` file below a folder, sorted for determinism."""
     return sorted(Path(folder).rglob("*.vital"))

@@ -3,11 +3,17 @@
 `prepare(path, features=...)` is the one entry point the inference pipeline uses:
 
     read (any rate, depth, channel count soundfile reads; at most `max_seconds`) -> mono -> resample (soxr)
-    -> trim leading silence -> remove DC -> detect the note (pYIN) -> RMS-normalise -> fit to the model length
+    -> trim leading silence -> remove DC -> detect the note (pYIN, checked by a harmonic template)
+    -> detect the key-held time (amplitude envelope) -> RMS-normalise -> fit to the model length
 
 Every bad input raises `AudioError` with a one-line message (the CLI prints `error: ...`, exit code 2); every
-remark (resampled, mixed to mono, trimmed, several notes, unpitched, truncated) is logged at INFO and kept in
-`Target.messages`. Audio arrays are float32 mono, shape (n_samples,), at the stated sample rate in Hz.
+remark (resampled, mixed to mono, trimmed, several notes, unpitched, key-held time, truncated) is logged at INFO
+and kept in `Target.messages`. Audio arrays are float32 mono, shape (n_samples,), at the stated sample rate in Hz.
+Pitch detection (`detect_note`, `Note`) lives in inference/pitch.py, the key-held time (`detect_release`) in
+inference/release.py.
+
+`Target.key_held` is the time to hold the key when rendering candidates (`RenderConfig.note_length`): the
+detected release, or the clip's length (at most the model's) when the note is held to the end.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from datagen.features import FeatureConfig, fit_length
+from inference.pitch import Note, detect_note
+from inference.release import detect_release
 
 log = logging.getLogger(__name__)
 
@@ -30,41 +38,8 @@ TRIM_THRESHOLD_DB = -50.0
 TRIM_PREROLL_SECONDS = 0.005
 
 
-def midi_to_hz(midi: float) -> float:
-    """Equal-tempered frequency of a (fractional) MIDI note, A4 = 69 = 440 Hz."""
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
-
-
-# Pitch detection (pYIN). Its Viterbi pass costs (pitch bins)^2 per frame, so it runs on at most 1.5 s at
-# 22050 Hz with 0.2-semitone bins (0.1 is ~5x slower); cents come from a YIN refinement, not from the bins.
-ANALYSIS_RATE = 22050  # Hz
-ANALYSIS_SECONDS = 1.5
-FRAME_LENGTH = 2048  # samples at ANALYSIS_RATE (93 ms: about three periods of the lowest note)
-HOP_LENGTH = 512  # samples at ANALYSIS_RATE (23 ms)
-FMIN = midi_to_hz(23)  # Hz: B0 (30.9 Hz); an equal-tempered note, so the bins land on notes
-FMAX = midi_to_hz(110)  # Hz: D8 (4699 Hz); YIN needs periods above 4 samples to find C8
-RESOLUTION = 0.2  # semitones per pYIN pitch bin
-MIN_VOICED_PROB = 0.02  # pYIN may flag noise voiced, but at its no-trough floor (0.01); a tone 6 dB over
-#                         noise scores above 0.02
-ACTIVE_DB = -40.0  # frames quieter than this (re the loudest) are ignored: a decayed tail is not "unpitched"
-MIN_VOICED_FRACTION = 0.3  # of the active frames; below it the sound is unpitched
-JUMP_SEMITONES = 1.0  # an abrupt step (half this, frame to frame) to a pitch this far from the note's median
-SUSTAIN_FRAMES = 3  # ... held for this many frames (70 ms), or an unvoiced gap this long, starts a new note
-UNPITCHED_MIDI = 60  # C4, what an unpitched sound is played at
-
-
 class AudioError(ValueError):
     """A clip that cannot be used (missing, not audio, empty, silent, too short, NaN): one line for the user."""
-
-
-@dataclass(frozen=True)
-class Note:
-    midi: int  # nearest MIDI note, 0..127
-    cents: float  # offset of the detected pitch from `midi`, in cents, [-50, 50]
-    hz: float | None  # median f0 of the (first) note, Hz; None when unpitched
-    pitched: bool
-    n_notes: int  # notes found in the analysed start of the clip (> 1: the first was used; 0: unpitched)
-    message: str | None  # a remark for the user ("unpitched sound: ...", "3 notes found: ..."), else None
 
 
 @dataclass(frozen=True)
@@ -76,6 +51,10 @@ class Target:
     duration: float  # seconds of the clip after trimming, before fitting to the model length
     source: str  # the path as given
     truncated: bool  # the clip was longer than the model hears
+    key_held: float  # seconds from the onset (after trimming) to the detected release: what to render the
+    #                  candidates with (`RenderConfig.note_length`); held to the end: `duration`, at most the
+    #                  model length
+    held_to_end: bool  # no release within the clip: the note is still held when it ends
     messages: tuple[str, ...]  # every remark logged while preparing, in order
 
 
@@ -166,89 +145,6 @@ def trim_leading_silence(audio: np.ndarray, *, sample_rate: int) -> int:
     return max(0, onset * frame - int(round(TRIM_PREROLL_SECONDS * sample_rate)))
 
 
-def detect_note(audio: np.ndarray, *, sample_rate: int) -> Note:
-    """The note a clip plays, from pYIN on its first 1.5 s (resampled to 22050 Hz).
-
-    audio: (n,) float at `sample_rate` Hz, starting at the onset. Several notes (abrupt pitch steps of a
-    semitone or more, or voicing gaps, lasting 70 ms; see `_split_notes`): the first is used. Unpitched
-    (under 30% of the audible frames voiced): MIDI 60, pitched=False.
-    """
-    import librosa
-
-    y = np.asarray(audio, dtype=np.float32)[: int(ANALYSIS_SECONDS * sample_rate)]
-    if sample_rate != ANALYSIS_RATE:
-        import soxr
-
-        y = soxr.resample(y, sample_rate, ANALYSIS_RATE)
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    # all (frames,), frame k centred at k * HOP_LENGTH samples
-    f0, flag, prob = librosa.pyin(y, fmin=FMIN, fmax=FMAX, sr=ANALYSIS_RATE, frame_length=FRAME_LENGTH,
-                                  hop_length=HOP_LENGTH, resolution=RESOLUTION)
-    rms = librosa.feature.rms(y=y, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH)[0]
-    n = min(len(f0), len(rms))
-    f0, flag, prob, rms = f0[:n], flag[:n], prob[:n], rms[:n]
-    active = rms >= rms.max() * 10 ** (ACTIVE_DB / 20)
-    voiced = flag & (prob >= MIN_VOICED_PROB) & active & np.isfinite(f0)
-    fraction = voiced.sum() / max(1, active.sum())
-    if fraction < MIN_VOICED_FRACTION or not voiced.any():
-        message = f"unpitched sound ({fraction:.0%} of frames voiced): using MIDI {UNPITCHED_MIDI}"
-        return Note(midi=UNPITCHED_MIDI, cents=0.0, hz=None, pitched=False, n_notes=0, message=message)
-
-    track = np.where(voiced, librosa.hz_to_midi(np.where(voiced, f0, 1.0)), np.nan)  # (frames,) MIDI, NaN unvoiced
-    notes = _split_notes(track) or [range(n)]
-    first = np.zeros(n, dtype=bool)
-    first[notes[0].start:notes[0].stop] = True
-    first &= voiced
-    # pYIN's f0 sits on 0.2-semitone bins; YIN's (parabolically interpolated) estimate gives the cents,
-    # taken only where it agrees with pYIN to half a semitone (YIN alone makes octave errors).
-    fine = librosa.yin(y, fmin=FMIN, fmax=FMAX, sr=ANALYSIS_RATE, frame_length=FRAME_LENGTH,
-                       hop_length=HOP_LENGTH)[:n]
-    agree = first & (np.abs(librosa.hz_to_midi(fine) - track) < 0.5)
-    hz = float(np.median(fine[agree] if agree.any() else f0[first]))
-    exact = float(librosa.hz_to_midi(hz))
-    midi = int(np.clip(np.floor(exact + 0.5), 0, 127))
-    cents = float(np.clip(100.0 * (exact - midi), -50.0, 50.0))
-    message = None
-    if len(notes) > 1:
-        seconds = HOP_LENGTH / ANALYSIS_RATE  # per frame
-        message = (f"{len(notes)} notes found: using the first "
-                   f"({notes[0].start * seconds:.2f}-{notes[0].stop * seconds:.2f} s)")
-    return Note(midi=midi, cents=cents, hz=hz, pitched=True, n_notes=len(notes), message=message)
-
-
-def _split_notes(track: np.ndarray) -> list[range]:
-    """Frame ranges of the notes in a MIDI pitch track ((frames,), NaN where unvoiced).
-
-    A note ends where SUSTAIN_FRAMES unvoiced frames follow it, or where the pitch steps abruptly (by
-    JUMP_SEMITONES / 2 or more from the previous voiced frame) to SUSTAIN_FRAMES frames in a row that lie
-    JUMP_SEMITONES or more from the note's median so far. A glitch of a frame or two (an octave error) stays
-    inside the note; so does a glide (a pitch envelope, portamento), whose steps are small. Notes with fewer
-    than SUSTAIN_FRAMES voiced frames are dropped.
-    """
-    notes, start, last, gap = [], None, -1, 0  # start, last: frame indices of the current note
-    for i, m in enumerate(track):
-        if np.isnan(m):
-            gap += 1
-            if start is not None and gap >= SUSTAIN_FRAMES:
-                notes.append(range(start, last + 1))
-                start = None
-            continue
-        gap = 0
-        if start is not None:
-            ref = np.nanmedian(track[start:i])
-            ahead = track[i:i + SUSTAIN_FRAMES]  # NaN compares False: a gap inside `ahead` is no jump
-            abrupt = abs(m - track[last]) >= JUMP_SEMITONES / 2
-            if abrupt and len(ahead) == SUSTAIN_FRAMES and np.all(np.abs(ahead - ref) >= JUMP_SEMITONES):
-                notes.append(range(start, last + 1))
-                start = None
-        if start is None:
-            start = i
-        last = i
-    if start is not None:
-        notes.append(range(start, last + 1))
-    return [r for r in notes if np.count_nonzero(~np.isnan(track[r.start:r.stop])) >= SUSTAIN_FRAMES]
-
-
 def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: float = 30.0) -> Target:
     """Read `path` and make it what the model hears (see the module docstring). Raises AudioError."""
     sr = features.sample_rate
@@ -265,6 +161,16 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
     note = detect_note(audio, sample_rate=sr)
     if note.message:
         messages.append(note.message)
+    release = detect_release(audio, sample_rate=sr)
+    held_to_end = release.how == "held"
+    key_held = min(release.seconds, features.duration) if held_to_end else release.seconds  # s
+    if held_to_end:
+        messages.append("held to the end")
+    elif release.how == "died away":
+        messages.append(f"key held {key_held:.2f} s (the note has died away by then: holding it longer sounds "
+                        f"the same)")
+    else:
+        messages.append(f"key held {key_held:.2f} s")
     rms = float(np.sqrt(np.mean(audio**2)))
     if rms == 0.0:
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
@@ -277,4 +183,5 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
     for message in messages:
         log.info("%s: %s", path, message)
     return Target(audio=fit_length(audio, features.n_samples).astype(np.float32), sample_rate=sr, note=note,
-                  duration=duration, source=str(path), truncated=truncated, messages=tuple(messages))
+                  duration=duration, source=str(path), truncated=truncated, key_held=key_held,
+                  held_to_end=held_to_end, messages=tuple(messages))

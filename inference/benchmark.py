@@ -106,8 +106,9 @@ class PendingClip:
 def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
     """audio (samples,) at features.sample_rate -> the Target `infer` would make of it as a WAV file, at
     `note` when the note is known (a rendered preset) instead of the detected one."""
-    from inference.audio import Note, midi_to_hz, prepare
+    from inference.audio import prepare
     from inference.export import write_wav
+    from inference.pitch import Note, midi_to_hz
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_wav(audio, Path(tmp) / f"{name}.wav", sample_rate=features.sample_rate)
@@ -118,24 +119,30 @@ def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
     return target
 
 
-def _render_twice(preset, *, note: int, features) -> tuple[np.ndarray, np.ndarray]:
-    """Two renders from fresh Synths, as the preset stands (random phases included)."""
+def _render_twice(preset, *, note: int, features, key_held: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two renders from fresh Synths, as the preset stands (random phases included), the key held `key_held` s."""
     from datagen.render import RenderConfig, Renderer
 
-    config = RenderConfig(sample_rate=features.sample_rate, render_length=features.duration)
+    config = RenderConfig(sample_rate=features.sample_rate, render_length=features.duration, note_length=key_held)
     return tuple(Renderer(config).render(preset, note=note) for _ in range(2))
 
 
-def _from_preset(preset, *, name: str, note: int, features) -> Clip:
-    """preset: a Preset or `.vital` text. The target and its floor go through a 16-bit WAV, as a clip would."""
-    first, second = _render_twice(preset, note=note, features=features)
+def _from_preset(preset, *, name: str, note: int, features, key_held: float = 1.5) -> Clip:
+    """preset: a Preset or `.vital` text. The target and its floor go through a 16-bit WAV, as a clip would
+    (so the key-held time the searches use is the detected one, as for any clip)."""
+    first, second = _render_twice(preset, note=note, features=features, key_held=key_held)
     return Clip(name=name, target=_prepared(first, features=features, note=note, name=name), note=note,
                 floor=_prepared(second, features=features, note=note, name=name).audio)
 
 
-def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0) -> list[PendingClip]:
+def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0,
+               split: str | None = None, key_held: tuple[float, ...] = (1.5,)) -> list[PendingClip]:
     """inputs: paths of WAV files, `.vital` files, folders of either (searched recursively), or `.h5` data sets
-    (their test split). max_clips: keep a random subset of this many targets, drawn with `seed`. Nothing is
+    (their test split). split: keep only the `.vital` files of a folder that its README.md lists in that half of
+    the build / score split (`datagen.preset.shared_split`; benchmarks score on "score"). key_held: seconds the
+    key is held in the renders of `.vital` targets, one target per value (short notes: plucks, stabs; names
+    get "~0.3s" unless the only value is the default 1.5 s).
+    max_clips: keep a random subset of this many targets, drawn with `seed`. Nothing is
     read or rendered yet: `PendingClip.build()` does it (a preset that vita refuses or that is silent at a note
     is then skipped with a warning; a bad WAV raises AudioError). Bad inputs raise ValueError (one line)."""
     jobs = []  # (name, () -> Clip): targets are listed first and built after subsetting
@@ -147,12 +154,22 @@ def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, s
             continue
         files = [path] if path.is_file() else sorted(
             f for f in path.rglob("*") if f.suffix.lower() in (".vital", *AUDIO_SUFFIXES))
+        if split is not None and path.is_dir():
+            from datagen.preset import PresetError, shared_split
+
+            try:
+                listed = {p.resolve() for p in shared_split(split, folder=path)}
+            except PresetError as e:
+                raise ValueError(str(e)) from None
+            files = [f for f in files if f.suffix.lower() != ".vital" or f.resolve() in listed]
         if not files:
             raise ValueError(f"{path}: no .vital or audio files")
         for f in files:
             if f.suffix.lower() == ".vital":
                 for note in notes:
-                    jobs.append((f"{f.stem}@{note}", _preset_job(f, note=note, features=features)))
+                    for held in key_held:
+                        name = f"{f.stem}@{note}" + ("" if tuple(key_held) == (1.5,) else f"~{held:g}s")
+                        jobs.append((name, _preset_job(f, name=name, note=note, features=features, key_held=held)))
             elif f.suffix.lower() in AUDIO_SUFFIXES:
                 jobs.append((f.stem, _wav_job(f, features=features)))
             else:
@@ -176,13 +193,13 @@ def _wav_job(path: Path, *, features):
     return build
 
 
-def _preset_job(path: Path, *, note: int, features):
+def _preset_job(path: Path, *, name: str, note: int, features, key_held: float):
     def build() -> Clip | None:
         text = path.read_text(encoding="utf-8", errors="replace")  # the file as Vital reads it: the real sound,
         try:  # custom LFO shapes and sample wavetables included
-            return _from_preset(text, name=f"{path.stem}@{note}", note=note, features=features)
+            return _from_preset(text, name=name, note=note, features=features, key_held=key_held)
         except Exception as e:  # a preset vita refuses, or a silent render at this note
-            log.warning("%s at note %d: skipped (%s)", path, note, str(e).splitlines()[0])
+            log.warning("%s: skipped (%s)", name, str(e).splitlines()[0])
             return None
     return build
 
@@ -220,31 +237,31 @@ def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[i
     from inference.refine import RefineConfig, refine
 
     r = refine(starts, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
-               key_held=getattr(clip.target, "key_held", None), importance=pipeline.importance,
+               key_held=clip.target.key_held, importance=pipeline.importance,
                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
                config=RefineConfig(evals=max(budgets), seed=seed, search=parse_method(method)[1]), pool=pool,
                show_progress=False, snapshots=budgets)
     return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}
 
 
-def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, on_step=None) -> dict:
+def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, bank=None, on_step=None) -> dict:
     """Every method at every budget on one clip: {clip, note, floor (metrics of the second render, or None),
     records: one per (method, budget)}. pool: a RenderPool to share across clips (default: one for this clip).
     on_step(method) is called as each method starts (progress)."""
     from inference.objective import render_pool
 
     with render_pool(config.threads, sample_rate=clip.target.sample_rate, pool=pool) as pool:
-        return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, on_step=on_step)
+        return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank, on_step=on_step)
 
 
-def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, on_step) -> dict:
+def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_step) -> dict:
     from datagen.preset import init_preset
     from inference.metrics import score
     from inference.objective import FAILED_LOSS, Objective
     from inference.proposals import proposals
 
     objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
-                          key_held=getattr(clip.target, "key_held", None))
+                          key_held=clip.target.key_held)
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
     t0 = time.perf_counter()
     prediction = pipeline.predict(clip.target)
@@ -267,7 +284,7 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, on_step) -
         if start == "proposals":
             t1 = time.perf_counter()
             found = proposals(clip.target, pipeline, n=min(config.proposals, max(budgets)), prediction=prediction,
-                              seed=config.seed)
+                              bank=bank, seed=config.seed)
             starts["proposals"] = (found, predict_s + time.perf_counter() - t1)
         presets, seconds = starts[start]
         for b, (p, loss, n, s) in _search(method, clip, starts=presets, pipeline=pipeline, budgets=budgets,
@@ -293,7 +310,8 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, on_step) -
 # ---- the run -----------------------------------------------------------------------------------------------
 
 
-def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir, show_progress: bool = True) -> dict:
+def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir, bank=None,
+        show_progress: bool = True) -> dict:
     """Build and score every clip (skipping those `clips.jsonl` in out_dir already holds), then write the
     summaries."""
     from tqdm import tqdm
@@ -320,7 +338,7 @@ def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir,
             clip = pending.build()
             if clip is None:
                 continue
-            line = run_clip(clip, pipeline=pipeline, config=config, pool=pool,
+            line = run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank,
                             on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
             with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
                 f.write(json.dumps(line) + "\n")

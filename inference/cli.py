@@ -53,6 +53,8 @@ def refine_options(f):
                      help="Renders the search may spend, its proposals included."),
         click.option("--proposals", type=click.IntRange(min=1), default=RefineConfig.proposals, show_default=True,
                      help="Starts rendered first: network samples, bank neighbours, sampler draws."),
+        click.option("--bank", "bank_path", type=click.Path(path_type=Path), default=None,
+                     help="Preset bank for proposals (default: the one shipped in the package; 'none': no bank)."),
         click.option("--refine-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop refining after this many seconds."),
         click.option("--refine-sigma", type=click.FloatRange(0, 1, min_open=True), default=RefineConfig.sigma,
@@ -81,8 +83,8 @@ def refine_options(f):
               help="Also write a step-by-step tutorial (.md; an LLM with ANTHROPIC_API_KEY, else a template).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results (JSON) instead of text.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the network.")
-def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposals, refine_timeout, refine_sigma,
-          threads, seed, render_to, plot_to, tutorial_to, as_json, device):
+def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposals, bank_path, refine_timeout,
+          refine_sigma, threads, seed, render_to, plot_to, tutorial_to, as_json, device):
     """Predict a Vital preset for each clip (one note, 1-4 s) and write it as .vital.
 
     Outputs never replace an input, two inputs never share an output, and every file is written atomically."""
@@ -97,6 +99,7 @@ def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposa
     plans = plan(files, output=output, render=render_to, plot=plot_to, tutorial=tutorial_to, many=many)
     config = RefineConfig(evals=refine_evals, timeout=refine_timeout, sigma=refine_sigma, seed=seed,
                           threads=threads, search=search_name, proposals=proposals) if refine else None
+    bank = _bank(bank_path) if refine else None
     t0 = time.perf_counter()
     try:
         from inference.predict import Pipeline
@@ -112,7 +115,7 @@ def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposa
     try:
         for o in plans:
             try:
-                results.append(_one(o, pipeline, config=config, quiet=as_json))
+                results.append(_one(o, pipeline, config=config, bank=bank, quiet=as_json))
             except (AudioError, OSError) as e:
                 reason = str(e) if isinstance(e, AudioError) else f"{o.source}: cannot write ({e.strerror or e})"
                 if not many:
@@ -129,13 +132,26 @@ def infer(inputs, output, checkpoint, refine, search_name, refine_evals, proposa
         raise CliError(f"{len(failed)} of {len(plans)} inputs failed")
 
 
-def _one(o, pipeline, *, config, quiet) -> dict:
+def _bank(path: Path | None):
+    """The preset bank at `path` ("none": no bank), or the shipped one (None when the install has none)."""
+    from datagen.bank import BankError
+    from inference.proposals import load_bank
+
+    if path is not None and str(path) == "none":
+        return None
+    try:
+        return load_bank(str(path) if path is not None else None)
+    except BankError as e:
+        raise CliError(str(e)) from None
+
+
+def _one(o, pipeline, *, config, bank, quiet) -> dict:
     """Run the main job for one clip (`o`: its `outputs.Outputs`), write its files, return its JSON-able result."""
     from datagen.atomic import write_text
     from inference import export
     from inference.match import match
 
-    result = match(o.source, pipeline, refine=config, show_progress=not quiet)
+    result = match(o.source, pipeline, refine=config, bank=bank, show_progress=not quiet)
     note = result.note
     t0 = time.perf_counter()
     export.export_match(result, o.vital, stem=o.stem, pipeline=pipeline)
@@ -147,7 +163,8 @@ def _one(o, pipeline, *, config, quiet) -> dict:
                     title=f"{o.source.name} at {export.note_name(note.midi)}")
         final = list(spectra.values())[-1]
     elif o.wav is not None:
-        final = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=pipeline.features.duration)
+        final = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=pipeline.features.duration,
+                              key_held=result.target.key_held)
     if o.wav is not None:
         export.write_wav(final, o.wav, sample_rate=sr)
     tutorial_source = None
@@ -165,10 +182,10 @@ def _one(o, pipeline, *, config, quiet) -> dict:
     if not quiet:
         line = f"{path}: {export.note_name(note.midi)} ({note.cents:+.0f} cents)" if note.pitched \
             else f"{path}: unpitched (rendered at {export.note_name(note.midi)})"
-        line += f" -> {o.vital}"
+        line += f", {export.held_text(result.target)} -> {o.vital}"
         if r is not None:
             line += (f"; refined spectral distance {r.initial_loss:.3f} -> {r.final_loss:.3f} in {r.evaluations} "
-                     f"renders ({r.seconds:.1f} s)")
+                     f"renders ({r.method}, {r.seconds:.1f} s)")
         click.echo(line)
     preset = result.preset
     return {
@@ -177,6 +194,7 @@ def _one(o, pipeline, *, config, quiet) -> dict:
         "tutorial_source": tutorial_source,
         "note": {"midi": note.midi, "name": export.note_name(note.midi), "cents": note.cents, "hz": note.hz,
                  "pitched": note.pitched, "n_notes": note.n_notes},
+        "key_held": result.target.key_held, "held_to_end": result.target.held_to_end,
         "messages": list(result.target.messages),
         "parameters": {p.name: preset.raw(p.name, pipeline.registry) for p in pipeline.registry.params},
         "confidence": result.prediction.confidence,
@@ -186,7 +204,8 @@ def _one(o, pipeline, *, config, quiet) -> dict:
                         for m, c in zip(preset.modulations, result.prediction.modulation_confidence)],
         "refinement": None if r is None else {
             "initial_loss": r.initial_loss, "final_loss": r.final_loss, "evaluations": r.evaluations,
-            "failures": r.failures, "seconds": r.seconds, "params": list(r.params)},
+            "failures": r.failures, "seconds": r.seconds, "params": list(r.params), "search": r.method,
+            "restarts": r.restarts},
         "timings": timings,
     }
 
@@ -227,6 +246,51 @@ def bench_speed(clip, checkpoint, evals, threads, repeats):
                f"{r['refine_wall_s']:.1f} s")
 
 
+@main.command("bench-target")
+@click.option("-i", "--input", "inputs", multiple=True, required=True, type=click.Path(path_type=Path),
+              help=".vital presets or folders of them (repeatable).")
+@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes of the pitch part.")
+@click.option("--key-held", default="0.3,0.8,1.5", show_default=True,
+              help="Seconds the key is held in the note-length part ('none' skips it).")
+@click.option("--length-presets", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Presets (spread over the sorted list) of the note-length part.")
+@click.option("--json", "as_json", is_flag=True, help="Print every row as JSON.")
+def bench_target(inputs, notes, key_held, length_presets, as_json):
+    """How well the note reader finds each clip's pitch and key-held time, on renders of real presets."""
+    from inference.notes_benchmark import run
+
+    for p in inputs:
+        if not p.exists():
+            raise CliError(f"{p}: no such file or folder")
+    held = () if key_held == "none" else _floats(key_held, "key-held")
+    try:
+        result = run(list(inputs), notes=_ints(notes, "notes"), key_held=held, length_presets=length_presets)
+    except ValueError as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    p, n = result["pitch"], result["length"]
+    click.echo(f"pitch: {p['clips']} clips; pitch class right {p['pitch_class']:.1%}; octave right {p['octave']:.1%} "
+               f"of {p['tonal_clips']} with a sounding note; unpitched {p['unpitched']} "
+               f"({p['unpitched_tonal']} of them tonal); several notes {p['several_at_once']}; "
+               f"{p['mean_seconds']:.2f} s per clip")
+    if n.get("cases"):
+        click.echo(f"key held: {n['cases']} cases; error mean {n['mean_error']:.3f} s, median {n['median_error']:.3f} s, "
+                   f"max {n['max_error']:.3f} s; within 50 ms {n['within_50ms']:.0%} "
+                   f"(or rendering the same: {n['within_50ms_or_equivalent']:.0%})")
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise CliError(f"--{name} takes comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 < v <= 60 for v in values):
+        raise CliError(f"--{name} takes seconds in (0, 60], got {text!r}")
+    return values
+
+
 def _ints(text: str, name: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -248,10 +312,17 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--proposals", type=click.IntRange(min=1), default=BenchmarkConfig.proposals, show_default=True,
               help="Starts of the proposals+... methods (within the budget).")
 @click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes .vital presets are rendered at.")
+@click.option("--key-held", default="1.5", show_default=True,
+              help="Comma-separated seconds the key is held in renders of .vital targets (short notes: 0.3,0.8).")
 @click.option("--max-clips", type=click.IntRange(min=1), default=None, help="Score at most this many targets.")
+@click.option("--bank", "bank_path", type=click.Path(path_type=Path), default=None,
+              help="Preset bank of the proposals+... methods (default: the shipped one; 'none': no bank).")
+@click.option("--split", type=click.Choice(["build", "score"]), default=None,
+              help="Only the presets a folder's README.md lists in this half of the fixed split (score on 'score').")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, max_clips, threads, seed):
+def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, key_held, max_clips, bank_path, split,
+              threads, seed):
     """Score the init preset, the network, random search and any registered search from any start on targets."""
     from inference.audio import AudioError
     from training.checkpoint import CheckpointError
@@ -271,12 +342,13 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ma
             raise CliError(f"{output}: cannot make this output folder ({e.strerror or e})") from None
         check_writable(output / "clips.jsonl")
         pipeline = Pipeline.from_checkpoint(checkpoint)
-        clips = list_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed)
+        clips = list_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed,
+                           split=split, key_held=_floats(key_held, "key-held"))
         if not clips:
             raise CliError("no targets to score")
         click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "
                    f"{', '.join(map(str, config.budgets))}", err=True)
-        summary = run(clips, pipeline=pipeline, config=config, out_dir=output)
+        summary = run(clips, pipeline=pipeline, config=config, out_dir=output, bank=_bank(bank_path))
     except (CheckpointError, AudioError, ValueError) as e:
         raise CliError(str(e).splitlines()[0]) from None
     click.echo(markdown(summary))

@@ -47,7 +47,8 @@ CACHE_SECONDS = 3600  # gradio's cache (uploads, served outputs) drops files old
 
 INTRO = """# vital-match
 Upload or record **one synth note** (1–4 s works best). The network predicts every Vital setting; *refine*
-then listens: it renders candidates with Vital and moves the settings towards your clip (CMA-ES).
+then listens: it renders candidates with Vital (network samples, nearby presets from a bank, random draws) and
+searches the whole preset towards your clip.
 Download the `.vital` file and open it in [Vital](https://vital.audio)."""
 
 _SECTIONS = (("oscillators", "Oscillators"), ("filters", "Filters"), ("envelopes", "Envelopes"), ("lfos", "LFOs"),
@@ -114,8 +115,8 @@ def check_upload(path: str | Path, *, max_bytes: int, max_seconds: float) -> Non
 
 
 def run(path: str | Path | None, *, pipeline, workspace: Workspace, refine: bool = False, evals: int = DEFAULT_EVALS,
-        max_bytes: int = MAX_UPLOAD_MB * 10**6, max_seconds: float = MAX_SECONDS, progress=None,
-        threads: int | None = None) -> dict:
+        search: str | None = None, max_bytes: int = MAX_UPLOAD_MB * 10**6, max_seconds: float = MAX_SECONDS,
+        progress=None, threads: int | None = None) -> dict:
     """Everything the page shows for one upload. Never raises: a bad clip gives {"ok": False, "status": ...}.
 
     Returns {"ok", "status", "note", "routes", "tutorial" (Markdown), "preset" (HTML), "spectrogram" (PNG
@@ -131,8 +132,9 @@ def run(path: str | Path | None, *, pipeline, workspace: Workspace, refine: bool
     name = Path(path).name
     try:
         with workspace.request() as folder:
-            return _run(Path(path), pipeline=pipeline, folder=folder, refine=refine, evals=evals, max_bytes=max_bytes,
-                        max_seconds=max_seconds, progress=progress or _no_progress, threads=threads)
+            return _run(Path(path), pipeline=pipeline, folder=folder, refine=refine, evals=evals, search=search,
+                        max_bytes=max_bytes, max_seconds=max_seconds, progress=progress or _no_progress,
+                        threads=threads)
     except AudioError as e:
         message = str(e).replace(str(path), name)  # the user's file name, not the server's temp path
         log.info("demo: refused %s: %s", name, message)
@@ -147,10 +149,11 @@ def _no_progress(fraction, desc=None):
     pass
 
 
-def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, max_bytes: int, max_seconds: float,
-         progress, threads: int | None) -> dict:
+def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, search: str | None, max_bytes: int,
+         max_seconds: float, progress, threads: int | None) -> dict:
     from inference import export
     from inference.match import match
+    from inference.proposals import load_bank
     from inference.refine import RefineConfig
     from inference.tutorial import describe, tutorial
 
@@ -158,12 +161,14 @@ def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, max_by
     check_upload(path, max_bytes=max_bytes, max_seconds=max_seconds)
     stem = _safe_stem(path.stem)
     progress(0.0, desc="Reading the clip and predicting")
-    config = RefineConfig(evals=int(evals), timeout=REFINE_TIMEOUT, threads=threads) if refine else None
+    config = RefineConfig(evals=int(evals), timeout=REFINE_TIMEOUT, threads=threads,
+                          search=search or RefineConfig.search) if refine else None
 
     def on_progress(done, total, best):
         progress(0.1 + 0.7 * done / max(total, 1), desc=f"Refining: {done}/{total} renders, distance {best:.3f}")
 
-    result = match(path, pipeline, refine=config, show_progress=False, on_progress=on_progress)
+    result = match(path, pipeline, refine=config, bank=load_bank() if refine else None, show_progress=False,
+                   on_progress=on_progress)
     note, r = result.note, result.refinement
     note_text = export.note_name(note.midi)
     progress(0.8, desc="Rendering and writing the preset")
@@ -305,8 +310,11 @@ def build_app(pipeline, *, max_upload_mb: float = MAX_UPLOAD_MB, max_seconds: fl
 
     max_bytes = int(max_upload_mb * 10**6)
 
-    def predict(path, refine, evals, progress=gr.Progress()):
-        out = run(path, pipeline=pipeline, workspace=workspace, refine=bool(refine), evals=int(evals),
+    from inference.refine import RefineConfig
+    from inference.search import SEARCHERS
+
+    def predict(path, refine, evals, search=RefineConfig.search, progress=gr.Progress()):
+        out = run(path, pipeline=pipeline, workspace=workspace, refine=bool(refine), evals=int(evals), search=search,
                   max_bytes=max_bytes, max_seconds=max_seconds, progress=progress, threads=threads)
         return (out["status"], out["note"], out["vital"], out["spectrogram"], out["target"], out["prediction"],
                 gr.Audio(value=out["refined"], visible=out["refined"] is not None), out["preset"], out["routes"],
@@ -319,8 +327,10 @@ def build_app(pipeline, *, max_upload_mb: float = MAX_UPLOAD_MB, max_seconds: fl
                 clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Your clip (one note)",
                                 elem_id="clip")
                 gr.Markdown(f"WAV, FLAC, OGG, MP3 or AIFF; at most {max_upload_mb:g} MB and {max_seconds:g} s.")
-                refine = gr.Checkbox(label="Refine by listening (CMA-ES on Vital renders)", value=False,
+                refine = gr.Checkbox(label="Refine by listening (a search on Vital renders)", value=False,
                                      elem_id="refine")
+                search = gr.Dropdown(choices=list(SEARCHERS), value=RefineConfig.search, label="Search method",
+                                     elem_id="search")
                 evals = gr.Slider(10, MAX_EVALS, value=DEFAULT_EVALS, step=10, label="Refinement budget (renders)",
                                   elem_id="evals")
                 button = gr.Button("Predict preset", variant="primary", elem_id="predict")
@@ -338,7 +348,7 @@ def build_app(pipeline, *, max_upload_mb: float = MAX_UPLOAD_MB, max_seconds: fl
         preset = gr.HTML(elem_id="preset")
         with gr.Accordion("Tutorial: build it by hand in Vital", open=False):
             tutorial = gr.Markdown(elem_id="tutorial")
-        button.click(predict, inputs=[clip, refine, evals],
+        button.click(predict, inputs=[clip, refine, evals, search],
                      outputs=[status, note, vital, spectrogram, target, prediction, refined, preset, routes, tutorial],
                      api_name="predict")
     app.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)

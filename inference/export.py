@@ -86,17 +86,25 @@ def export_match(result, path: str | Path, *, stem: str, pipeline, by: str = "vi
     """Write a `match.Match`'s final preset as `.vital`, named "<stem> (vital-match)", its comment saying where
     it came from (clip, note, checkpoint, refinement budget). The CLI and the demo both write through this."""
     r = result.refinement
-    comment = (f"Predicted from {Path(result.source).name} ({note_name(result.note.midi)}) by {by}, checkpoint "
-               f"{pipeline.path.name}" + (f", refined {r.evaluations} renders" if r is not None else ""))
+    comment = (f"Predicted from {Path(result.source).name} by {by}, checkpoint {pipeline.path.name}; matched at "
+               f"{note_name(result.note.midi)}, {held_text(result.target)}"
+               + (f"; refined {r.evaluations} renders ({r.method})" if r is not None else ""))
     return export(result.preset, path, name=f"{stem} (vital-match)", comments=comment, registry=pipeline.registry)
 
 
+def held_text(target) -> str:
+    """How long the key was held in a clip, as the exported preset and the printed result say it."""
+    return "held to the end" if target.held_to_end else f"key held {target.key_held:.2f} s"
+
+
 def match_audio(result, *, pipeline) -> dict[str, np.ndarray]:
-    """{"target", "prediction"[, "refined"]}: (samples,) audio at the clip's note, the target as the model
-    heard it; "refined" only when refinement ran."""
+    """{"target", "prediction"[, "refined"]}: (samples,) audio at the clip's note and key-held time, the target
+    as the model heard it; "refined" only when refinement ran."""
     sr, seconds, note = pipeline.features.sample_rate, pipeline.features.duration, result.note.midi
+    held = result.target.key_held
     audio = {"target": result.target.audio,
-             "prediction": render(result.prediction.preset, note=note, sample_rate=sr, seconds=seconds)}
+             "prediction": render(result.prediction.preset, note=note, sample_rate=sr, seconds=seconds, key_held=held)}
     if result.refinement is not None:
-        audio["refined"] = render(result.refinement.preset, note=note, sample_rate=sr, seconds=seconds)
+        audio["refined"] = render(result.refinement.preset, note=note, sample_rate=sr, seconds=seconds,
+                                  key_held=held)
     return audio

@@ -30,8 +30,10 @@ class Match:
         return self.target.note
 
 
-def match(path: str | Path, pipeline, *, refine=None, show_progress: bool = True, on_progress=None) -> Match:
-    """refine: a RefineConfig to refine with, or None. on_progress(done, total, best_loss) during refinement.
+def match(path: str | Path, pipeline, *, refine=None, bank=None, show_progress: bool = True,
+          on_progress=None) -> Match:
+    """refine: a RefineConfig to refine with, or None. bank: a datagen.bank.Bank whose nearest entries join the
+    proposals (inference.proposals.load_bank()). on_progress(done, total, best_loss) during refinement.
     Raises inference.audio.AudioError (one line) for a clip that cannot be used."""
     from inference.audio import prepare
     from inference.proposals import proposals
@@ -46,9 +48,9 @@ def match(path: str | Path, pipeline, *, refine=None, show_progress: bool = True
     refinement = None
     if refine is not None:
         starts = proposals(target, pipeline, n=min(refine.proposals, refine.evals), prediction=prediction,
-                           seed=refine.seed)
+                           bank=bank, seed=refine.seed)
         refinement = run_refine(starts, target.audio, note=target.note.midi, sample_rate=target.sample_rate,
-                                key_held=getattr(target, "key_held", None), importance=pipeline.importance,
+                                key_held=target.key_held, importance=pipeline.importance,
                                 registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
                                 config=refine, show_progress=show_progress, on_progress=on_progress)
         timings["refine"] = refinement.seconds

@@ -23,7 +23,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 @dataclass(frozen=True)
 class Prediction:
     preset: object  # datagen.preset.Preset, raw-value-ready (continuous normalised, categorical indices)
-    note: object  # inference.audio.Note: the MIDI note the clip plays (renders and refinement use it)
+    note: object  # inference.pitch.Note: the MIDI note the clip plays (renders and refinement use it)
     confidence: dict[str, float]  # categorical parameter -> probability of the chosen option
     wavetable_confidence: tuple[float, ...]  # per oscillator
     modulation_confidence: tuple[float, ...]  # per connection, in preset.modulations order

@@ -9,7 +9,31 @@ All are rendered at the clip's note by the search itself (`inference.search.cont
 
 from __future__ import annotations
 
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
 PROPOSAL_SEED = 7_000_101  # + the run's seed; distinct from the random search's draws
+DEFAULT_BANK = "assets/bank.npz"  # inside the inference package (package data), built by `python -m datagen bank`
+
+
+@functools.lru_cache(maxsize=4)
+def load_bank(path: str | None = None):
+    """The bank at `path`, or the one shipped inside the package (None when the package holds none).
+    datagen.bank.BankError for a file that is not a usable bank."""
+    from importlib import resources
+
+    from datagen.bank import Bank
+
+    if path is not None:
+        return Bank.load(path)
+    shipped = resources.files("inference").joinpath(DEFAULT_BANK)
+    if not shipped.is_file():
+        log.info("no preset bank shipped in this install: proposals come from the network and the sampler")
+        return None
+    with resources.as_file(shipped) as p:
+        return Bank.load(p)
 
 
 def split(n: int, *, bank: bool) -> dict[str, int]:

@@ -69,7 +69,7 @@ def bench_speed(pipeline, clip, *, evals: int = 500, threads: int = 2, repeats: 
         prediction = pipeline.predict(target)
         latencies.append(time.perf_counter() - t0)
     start = deterministic(prediction.preset)
-    key_held = getattr(target, "key_held", None)
+    key_held = target.key_held
     objective = Objective(target.audio, note=target.note.midi, sample_rate=target.sample_rate, key_held=key_held)
     names = audible_params(start, registry=pipeline.registry, importance=pipeline.importance,
                            limit=RefineConfig.max_params)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from datagen.preset import N_OSCILLATORS, Preset, PresetError, init_preset
 from datagen.registry import Registry, load_registry
-from inference.audio import midi_to_hz
+from inference.pitch import midi_to_hz
 
 log = logging.getLogger(__name__)
 

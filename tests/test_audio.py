@@ -1,13 +1,17 @@
-"""inference.audio: reading any clip soundfile can read, the one-line errors, trimming, pitch, normalisation."""
+"""inference.audio, .pitch, .release: reading any clip soundfile reads, one-line errors, trimming, pitch, release."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from datagen.features import FeatureConfig
-from inference.audio import AudioError, Note, _split_notes, detect_note, prepare, read_audio, trim_leading_silence
+import inference.pitch as pitch_module
+from inference.audio import AudioError, prepare, read_audio, trim_leading_silence
+from inference.pitch import Note, Template, _split_notes, detect_note, harmonic_template
+from inference.release import detect_release
 
 SR = 44100
 FEATURES = FeatureConfig()
@@ -98,6 +102,75 @@ def test_split_notes_pins_the_rule():
     assert _split_notes(np.linspace(48.0, 60.0, 40)) == [range(0, 40)]
 
 
+def harmonic_tone(midi: float, amplitudes: dict[int, float], seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    """(n,) float32, peak 0.3: harmonics h of MIDI `midi` at amplitudes[h], random (seeded) phases."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * SR))) / SR
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    x = sum(a * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) for h, a in amplitudes.items())
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def saw_amplitudes(midi: float) -> dict[int, float]:
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    return {h: 1.0 / h for h in range(1, 40) if h * f0 < 10000}
+
+
+# the issue's pad: every harmonic of C3 at 0.1, harmonics 6, 9 and 15 at 1 (all multiples of 3: G4's series)
+PAD_6_9_15 = {h: (1.0 if h in (6, 9, 15) else 0.1) for h in range(1, 25)}
+NO_TEMPLATE = Template(notes=(), explained=0.0, tonal_db=0.0, peak_share=0.0, lowest_harmonic=0)
+
+
+def test_strongest_partials_6_9_15_are_pitched_at_the_fundamental(monkeypatch):
+    pad = harmonic_tone(48, PAD_6_9_15)
+    note = detect_note(pad, sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes, note.message) == (48, True, 1, None) and abs(note.cents) < 5
+    template = harmonic_template(pad[::2], sample_rate=SR // 2)
+    assert len(template.notes) == 1 and template.lowest_harmonic == 1
+    assert template.notes[0] == pytest.approx(440.0 * 2 ** ((48 - 69) / 12), rel=0.003)
+    # pYIN alone locks onto the series of 6, 9 and 15: G4 (MIDI 67), a twelfth up; the template corrects it
+    monkeypatch.setattr(pitch_module, "harmonic_template", lambda *a, **k: NO_TEMPLATE)
+    assert detect_note(pad, sample_rate=SR).midi == 67
+
+
+def test_noisy_harmonic_pad_is_not_unpitched(monkeypatch):
+    pad = harmonic_tone(48, PAD_6_9_15).astype(np.float64)
+    noise = np.random.default_rng(3).standard_normal(len(pad)) * pad.std()  # 0 dB SNR
+    noisy = (pad + noise).astype(np.float32)
+    note = detect_note(noisy, sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes, note.message) == (48, True, 1, None) and abs(note.cents) < 10
+    monkeypatch.setattr(pitch_module, "harmonic_template", lambda *a, **k: NO_TEMPLATE)
+    assert not detect_note(noisy, sample_rate=SR).pitched  # pYIN alone: under 30% of the frames voiced
+
+
+@pytest.mark.parametrize("wave", ["saw", "sine"])
+def test_chord_uses_the_lowest_note(tmp_path, wave):
+    triad = sum(harmonic_tone(m, saw_amplitudes(m) if wave == "saw" else {1: 1.0}, seed=m).astype(np.float64)
+                for m in (60, 64, 67))  # C4 E4 G4
+    note = detect_note(triad.astype(np.float32), sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes) == (60, True, 3) and abs(note.cents) < 5
+    assert note.message == "several notes at once: using the lowest (C4 E4 G4)"
+    target = prepare(write(tmp_path, "chord.wav", (0.3 * triad / np.abs(triad).max()).astype(np.float32)),
+                     features=FEATURES)
+    assert target.note.midi == 60 and "several notes at once: using the lowest (C4 E4 G4)" in target.messages
+
+
+@pytest.mark.parametrize("sub_db, midi", [(-15, 45), (-30, 57)])
+def test_quiet_sub_octave_counts_from_minus_20_db(sub_db, midi):
+    """A saw on A3 with a saw an octave down: the note is A2 once the sub's partials are within 20 dB of the
+    loudest (the waveform repeats at A2's period), A3 when the sub is too quiet to hear."""
+    saw = harmonic_tone(57, saw_amplitudes(57), seed=1).astype(np.float64)
+    sub = harmonic_tone(45, saw_amplitudes(45), seed=2).astype(np.float64)
+    note = detect_note((saw + 10 ** (sub_db / 20) * sub).astype(np.float32), sample_rate=SR)
+    assert (note.midi, note.pitched, note.n_notes) == (midi, True, 1)
+
+
+def test_noise_has_no_template_note():
+    noise = np.random.default_rng(0).standard_normal(SR)
+    template = harmonic_template(noise, sample_rate=SR)
+    assert template.notes == () and template.peak_share < 0.5
+
+
 # ---- prepare: trim, DC, loudness, fit ----------------------------------------------------------------------
 
 def test_clean_clip_is_kept_whole(tmp_path, caplog):
@@ -106,7 +179,8 @@ def test_clean_clip_is_kept_whole(tmp_path, caplog):
         target = prepare(path, features=FEATURES)
     assert target.audio.shape == (FEATURES.n_samples,) and target.audio.dtype == np.float32
     assert (target.sample_rate, target.duration, target.truncated, target.source) == (SR, 2.0, False, path)
-    assert target.note.midi == 57 and target.messages == () and logged(caplog) == []
+    assert target.note.midi == 57 and (target.key_held, target.held_to_end) == (2.0, True)
+    assert target.messages == ("held to the end",) and logged(caplog) == [f"{path}: held to the end"]
     assert np.sqrt(np.mean(target.audio.astype(np.float64) ** 2)) == pytest.approx(TARGET_RMS, rel=0.01)
 
 
@@ -268,3 +342,71 @@ def test_note_is_a_frozen_record():
     note = Note(midi=60, cents=0.0, hz=None, pitched=False, n_notes=0, message=None)
     with pytest.raises(AttributeError):
         note.midi = 61
+
+
+# ---- note length: key-held time ---------------------------------------------------------------------------
+
+def envelope_tone(attack: float, held: float, release: float, seconds: float = 2.0, midi: int = 57) -> np.ndarray:
+    """(n,) float32 saw with a linear attack (s), held until `held` s, then an exponential release that falls
+    60 dB in `release` s."""
+    t = np.arange(int(round(seconds * SR))) / SR
+    gain = np.minimum(t / attack, 1.0) if attack > 0 else np.ones_like(t)
+    gain = gain * np.where(t < held, 1.0, 10 ** (-3 * (t - held) / release))
+    return (gain * harmonic_tone(midi, saw_amplitudes(midi), seconds=seconds)).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset_name", ["saw_pluck", "init"])
+def test_key_held_of_renders(tmp_path, registry, init, preset_name):
+    """Vital renders held 0.3 / 0.8 / 1.5 s: the pluck (1.3 s decay to sustain 0.3, 0.09 s release, reverb) and the
+    init preset (full sustain, 0.09 s release) are read within 50 ms."""
+    from datagen.preset import read_vital
+    from datagen.render import RenderConfig, Renderer, deterministic
+
+    preset = init if preset_name == "init" else read_vital(
+        Path(__file__).parent.parent / "examples" / "presets" / "saw_pluck.vital", registry=registry)
+    for held in (0.3, 0.8, 1.5):
+        audio = Renderer(RenderConfig(note_length=held, render_length=2.0)).render(deterministic(preset), note=60)
+        target = prepare(write(tmp_path, f"{preset_name}_{held}.wav", audio, subtype="FLOAT"), features=FEATURES)
+        assert not target.held_to_end and abs(target.key_held - held) <= 0.05, (held, target.key_held)
+        assert f"key held {target.key_held:.2f} s" in target.messages
+
+
+def test_held_past_the_end_of_the_render(tmp_path, init):
+    from datagen.render import RenderConfig, Renderer
+
+    audio = Renderer(RenderConfig(note_length=2.5, render_length=2.0)).render(init, note=60)
+    target = prepare(write(tmp_path, "held.wav", audio, subtype="FLOAT"), features=FEATURES)
+    assert (target.held_to_end, target.key_held) == (True, pytest.approx(2.0, abs=0.01))
+    assert "held to the end" in target.messages
+
+
+@pytest.mark.parametrize("held", [0.3, 0.8, 1.5])
+def test_pad_release_with_slow_attack(held):
+    pad = envelope_tone(attack=0.25, held=held, release=0.4)
+    release = detect_release(pad, sample_rate=SR)
+    assert release.how == "released" and abs(release.seconds - held) <= 0.05
+
+
+def test_long_clip_held_throughout_is_capped_at_the_model_length(tmp_path):
+    target = prepare(write(tmp_path, "long.wav", tone(220.0, 3.0)), features=FEATURES)
+    assert (target.held_to_end, target.key_held, target.duration) == (True, 2.0, pytest.approx(3.0))
+
+
+def test_tremolo_is_no_release():
+    t = np.arange(2 * SR) / SR
+    wobble = 10 ** (6 * np.sin(2 * np.pi * 5 * t) / 20)  # +-6 dB at 5 Hz
+    release = detect_release(tone(220.0, 2.0) * wobble, sample_rate=SR)
+    assert (release.how, release.seconds) == ("held", 2.0)
+
+
+def test_pluck_that_dies_away_is_held_until_silent(tmp_path):
+    """A pluck decaying 60 dB in 0.6 s with no release seen: Vital renders it the same with the key held any time
+    after it has died away, so the key-held time is where it falls 50 dB under its peak (0.5 s)."""
+    t = np.arange(2 * SR) / SR
+    pluck = (harmonic_tone(57, saw_amplitudes(57)) * 10 ** (-3 * t / 0.6)).astype(np.float32)
+    release = detect_release(pluck, sample_rate=SR)
+    assert release.how == "died away" and release.seconds == pytest.approx(0.5, abs=0.02)
+    target = prepare(write(tmp_path, "pluck.wav", pluck, subtype="FLOAT"), features=FEATURES)
+    assert not target.held_to_end and target.key_held == pytest.approx(0.5, abs=0.02)
+    assert (f"key held {target.key_held:.2f} s (the note has died away by then: holding it longer sounds the same)"
+            in target.messages)

@@ -265,7 +265,7 @@ def test_demo_in_a_browser(sync_playwright, pipeline, clip, tmp_path):
 
         # three users at once: queued one after the other, all answered
         client = Client(url, verbose=False)
-        jobs = [client.submit(handle_file(str(clip)), False, 10, api_name="/predict") for _ in range(3)]
+        jobs = [client.submit(handle_file(str(clip)), False, 10, "evolve", api_name="/predict") for _ in range(3)]
         results = [job.result(timeout=TIMEOUT_MS / 1000) for job in jobs]
         assert all("Note: C3" in r[1] for r in results), [r[0] for r in results]
         assert counting.most == 1

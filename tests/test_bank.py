@@ -1,0 +1,86 @@
+"""The preset bank: entries rebuild their exact presets, a resumed or sharded build equals a clean one, and the
+nearest entries of a clip come first."""
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from datagen.bank import Bank, BankConfig, BankError, build, embed, preset_hash
+from datagen.cli import main
+from datagen.features import FeatureConfig
+from datagen.registry import load_registry
+from datagen.render import RenderConfig, Renderer
+from datagen.wavetables import default_catalog
+
+SMALL = BankConfig(presets_per_tier=3, tiers=(1, 3), notes=(48, 60),
+                   render=RenderConfig(render_length=0.5, note_length=0.3),
+                   features=FeatureConfig(duration=0.5))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bank") / "bank.npz"
+    stats = build(path, SMALL, workers=2, show_progress=False)
+    assert stats["written"] and stats["chunks"] == stats["done"] == 2
+    return Bank.load(path)
+
+
+def test_entries_rebuild_their_exact_presets(clean):
+    registry, catalog = load_registry(), default_catalog()
+    # 3 presets x 2 tiers x 2 notes, less tier 3's preset 2, silent in 0.5 s at both notes (no entry)
+    assert len(clean) == 10 and sorted(set(clean.tier.tolist())) == [1, 3]
+    assert clean.embedding.shape == (10, 256) and clean.embedding.dtype == np.float16
+    for row in range(len(clean)):
+        assert preset_hash(clean.preset(row), registry, catalog) == clean.hash[row]
+
+
+def test_a_resumed_sharded_build_equals_a_clean_one(clean, tmp_path):
+    path = tmp_path / "bank.npz"
+    first = build(path, SMALL, workers=1, shard=(0, 2), show_progress=False)
+    assert first["done"] == 1 and not first["written"] and not path.exists()
+    parts = tmp_path / "bank.npz.parts"
+    assert sorted(p.name for p in parts.iterdir()) == ["chunk_00000.npz", "config.json"]
+    (parts / "chunk_00000.npz").unlink()  # as if killed before the chunk was written
+    second = build(path, SMALL, workers=1, show_progress=False)
+    assert second["written"] and second["done"] == 2
+    again = Bank.load(path)
+    for name in ("tier", "index", "note", "embedding", "hash"):
+        assert np.array_equal(getattr(again, name), getattr(clean, name)), name
+    with pytest.raises(BankError, match="holds a build with other settings"):
+        build(path, BankConfig(presets_per_tier=4, tiers=(1,), notes=(60,)), show_progress=False)
+
+
+def test_nearest_comes_first(clean):
+    row = int(np.flatnonzero((clean.tier == 3) & (clean.note == 60))[1])
+    preset = clean.preset(row)
+    audio = Renderer(SMALL.render).render(preset, note=60)
+    assert np.abs(embed(audio, SMALL.features) - clean.embedding[row].astype(np.float32)).max() < 0.05
+    found = clean.nearest(audio, note=62, k=2)  # 62: the bank note nearest is 60
+    assert found[0].name == preset.name and len(found) == 2
+
+
+def test_embedding_ignores_level():
+    t = np.arange(22050) / 44100
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32) * np.exp(-3 * t).astype(np.float32)
+    config = FeatureConfig(duration=0.5)
+    assert np.abs(embed(tone, config) - embed(0.01 * tone, config)).max() < 1e-4
+    assert embed(tone, config).max() == 0.0 and embed(tone, config).min() >= -18.0
+
+
+def test_a_file_that_is_not_a_bank(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_text("hello")
+    with pytest.raises(BankError, match="not a preset bank"):
+        Bank.load(path)
+    with pytest.raises(BankError, match="no such bank"):
+        Bank.load(tmp_path / "missing.npz")
+
+
+def test_bank_cli_bad_inputs(tmp_path):
+    r = CliRunner().invoke(main, ["bank", "-o", str(tmp_path / "b.txt")])
+    assert r.exit_code == 2 and "unsupported file type '.txt'; use .npz" in r.output
+    r = CliRunner().invoke(main, ["bank", "-o", str(tmp_path / "b.npz"), "--tiers", "4"])
+    assert r.exit_code == 2 and "--tiers must be among 1, 2, 3" in r.output
+    shutil.rmtree(tmp_path / "b.npz.parts", ignore_errors=True)
