@@ -54,6 +54,8 @@ class BenchmarkConfig:
     threads: int | None = None  # render processes; None: one per core
     seed: int = 0
     proposals: int = 32  # starts of the "proposals+..." methods (inference.proposals), within the budget
+    fixed_key_held: float | None = None  # searches and scoring render with the key held this long instead of the
+    #                                      clip's detected key-held time (what every search did before it was read)
 
     def __post_init__(self):
         if not self.methods:
@@ -68,6 +70,10 @@ class BenchmarkConfig:
     @property
     def search_budgets(self) -> tuple[int, ...]:
         return tuple(sorted(b for b in set(self.budgets) if b > 0))
+
+
+def _key_held(clip, config: BenchmarkConfig) -> float:
+    return config.fixed_key_held if config.fixed_key_held is not None else clip.target.key_held
 
 
 def parse_method(method: str) -> tuple[str, str | None]:
@@ -92,6 +98,12 @@ class Clip:
     target: object  # inference.audio.Target: what the network hears and every method is scored against
     note: int  # MIDI note every method renders at
     floor: np.ndarray | None  # (samples,) a second render of the target preset, prepared alike; None for a WAV
+    key_held: float | None = None  # seconds the key was held when the target was rendered (None: a WAV)
+
+    @property
+    def played(self) -> float:
+        """The key-held time every method's preset is scored at: the true one when known, else the detected."""
+        return self.key_held if self.key_held is not None else self.target.key_held
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ def _from_preset(preset, *, name: str, note: int, features, key_held: float = 1.
     (so the key-held time the searches use is the detected one, as for any clip)."""
     first, second = _render_twice(preset, note=note, features=features, key_held=key_held)
     return Clip(name=name, target=_prepared(first, features=features, note=note, name=name), note=note,
-                floor=_prepared(second, features=features, note=note, name=name).audio)
+                floor=_prepared(second, features=features, note=note, name=name).audio, key_held=key_held)
 
 
 def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0,
@@ -231,13 +243,14 @@ def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
 # ---- methods -----------------------------------------------------------------------------------------------
 
 
-def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[int, ...], pool, seed: int) -> dict:
+def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[int, ...], pool, seed: int,
+            key_held: float) -> dict:
     """One registered searcher (the part of `method` after "+") from `starts`, snapshotted at every budget;
     budget -> (preset, loss, evals, s)."""
     from inference.refine import RefineConfig, refine
 
     r = refine(starts, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
-               key_held=clip.target.key_held, importance=pipeline.importance,
+               key_held=key_held, importance=pipeline.importance,
                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
                config=RefineConfig(evals=max(budgets), seed=seed, search=parse_method(method)[1]), pool=pool,
                show_progress=False, snapshots=budgets)
@@ -261,7 +274,7 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_s
     from inference.proposals import proposals
 
     objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
-                          key_held=clip.target.key_held)
+                          key_held=clip.played)  # scoring: as the clip was played, whatever the search used
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
     t0 = time.perf_counter()
     prediction = pipeline.predict(clip.target)
@@ -288,7 +301,7 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_s
             starts["proposals"] = (found, predict_s + time.perf_counter() - t1)
         presets, seconds = starts[start]
         for b, (p, loss, n, s) in _search(method, clip, starts=presets, pipeline=pipeline, budgets=budgets,
-                                          pool=pool, seed=config.seed).items():
+                                          pool=pool, seed=config.seed, key_held=_key_held(clip, config)).items():
             results[(method, b)] = (p, loss, n, s + seconds)
     records = []
     keys = list(results)

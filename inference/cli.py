@@ -314,6 +314,8 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes .vital presets are rendered at.")
 @click.option("--key-held", default="1.5", show_default=True,
               help="Comma-separated seconds the key is held in renders of .vital targets (short notes: 0.3,0.8).")
+@click.option("--search-key-held", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Render candidates with the key held this long instead of each clip's detected key-held time.")
 @click.option("--max-clips", type=click.IntRange(min=1), default=None, help="Score at most this many targets.")
 @click.option("--bank", "bank_path", type=click.Path(path_type=Path), default=None,
               help="Preset bank of the proposals+... methods (default: the shipped one; 'none': no bank).")
@@ -321,8 +323,8 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Only the presets a folder's README.md lists in this half of the fixed split (score on 'score').")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, key_held, max_clips, bank_path, split,
-              threads, seed):
+def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, key_held, search_key_held, max_clips,
+              bank_path, split, threads, seed):
     """Score the init preset, the network, random search and any registered search from any start on targets."""
     from inference.audio import AudioError
     from training.checkpoint import CheckpointError
@@ -332,7 +334,8 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
         from inference.predict import Pipeline
 
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                                 budgets=_ints(budgets, "budgets"), threads=threads, seed=seed, proposals=proposals)
+                                 budgets=_ints(budgets, "budgets"), threads=threads, seed=seed, proposals=proposals,
+                                 fixed_key_held=search_key_held)
         note_list = _ints(notes, "notes")
         if not note_list or not all(0 <= n <= 127 for n in note_list):
             raise CliError(f"--notes must be MIDI notes 0..127, got {notes!r}")

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 FAILED_LOSS = 1e3  # what a candidate that cannot be rendered (or renders NaN) scores
 FFT_SIZES = (1024, 2048, 4096)  # 23-93 ms windows at 44.1 kHz, hop = FFT / 4
 MEL_BINS = 64  # the most mel bands whose filters are all non-empty at FFT 1024 (128 leaves some empty: NaN)
+# Power floor of every STFT bin (auraloss clamps |X|^2 at eps), both signals at RMS 0.1: |X| >= 0.01, about 70 dB
+# under a full-scale partial. With auraloss's default (1e-8) the log-magnitude term compared the silence after a
+# pluck's release bin by bin: a 16-bit WAV's quantisation noise against a render's exact zeros cost the clip's
+# own preset a loss of ~1.0 (research/benchmarks.md, "objective floor"); at 1e-4 it scores 0.02 and every
+# other candidate keeps its ranking.
+POWER_FLOOR = 1e-4
 
 
 class Objective:
@@ -44,7 +50,7 @@ class Objective:
         self.n = n
         self._stft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=list(FFT_SIZES), hop_sizes=[n // 4 for n in FFT_SIZES], win_lengths=list(FFT_SIZES),
-            scale="mel", n_bins=MEL_BINS, sample_rate=sample_rate, perceptual_weighting=False)
+            scale="mel", n_bins=MEL_BINS, sample_rate=sample_rate, perceptual_weighting=False, eps=POWER_FLOOR)
 
     def distance(self, audio: np.ndarray) -> float:
         import torch

@@ -17,7 +17,7 @@ from inference.search import DEFAULT, SEARCHERS, Context, Refinement, search
 
 @dataclass(frozen=True, kw_only=True)
 class RefineConfig:
-    evals: int = 500  # renders spent, the starts' included
+    evals: int = 300  # renders spent, the starts' included (~45 s on 2 cores: the main job stays under 60 s)
     timeout: float | None = None  # seconds; stop after the batch running at that time
     sigma: float = 0.1  # initial continuous step, in normalised [0, 1] units
     seed: int = 0

@@ -104,3 +104,27 @@ def test_ordinal_moves_are_steps(registry, init):
     steps = {move(init, only, rng).categorical["osc_1_transpose"] - init.categorical["osc_1_transpose"]
              for _ in range(200)}
     assert steps == {-12, -7, -5, -1, 1, 5, 7, 12}
+
+
+def test_the_detected_key_held_time_is_what_makes_the_true_preset_best(registry, pool):
+    """A pluck played with the key held 0.3 s (a 16-bit WAV): heard at the detected length, its own preset scores
+    (almost) nothing, quantisation noise in the silent tail included (objective.POWER_FLOOR); heard with the key
+    held 1.5 s (the old fixed length), it scores far worse than it should."""
+    import soundfile as sf
+
+    from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
+    from inference.audio import prepare
+
+    saw = deterministic(read_vital(SAW_PLUCK, registry=registry)).with_values(env_1_sustain=0.8)
+    audio = Renderer(RenderConfig(note_length=0.3)).render(saw, note=48)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        sf.write(f"{d}/pluck.wav", audio, 44100)
+        target = prepare(f"{d}/pluck.wav", features=FeatureConfig())
+    assert abs(target.key_held - 0.3) < 0.05 and not target.held_to_end
+    detected = Objective(target.audio, note=48, sample_rate=44100, key_held=target.key_held)
+    fixed = Objective(target.audio, note=48, sample_rate=44100, key_held=1.5)
+    at_detected = detected.scores([saw], pool=pool)[0][0]
+    at_fixed = fixed.scores([saw], pool=pool)[0][0]
+    assert at_detected < 0.1 < 2.0 < at_fixed
