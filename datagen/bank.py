@@ -4,7 +4,8 @@ An entry is a preset rendered at one note and reduced to a compact audio embeddi
 spectrogram pooled to `EMBED_BANDS` bands x `EMBED_SEGMENTS` time segments (its level removed), float16.
 Sampler presets are stored only as (tier, index): the sampler is a pure function of (seed, tier, index), so
 `Bank.preset(row)` rebuilds the exact preset (same hash as when it was heard). Real presets (only the "build"
-half of the fixed split, `datagen.preset.shared_split`) are stored as their `.vital` JSON, compressed.
+half of the fixed split, `datagen.preset.shared_split`) are stored as their `.vital` JSON as `read_vital` reads
+them (what was heard), compressed.
 
 Building (`build`, `python -m datagen bank`) renders through the render pool (deterministic, crash-isolated) in
 chunks of `CHUNK` presets, each written atomically to `<output>.parts/`; a rerun skips finished chunks (resume
@@ -232,7 +233,8 @@ def build(output: str | Path, config: BankConfig = BankConfig(), *, workers: int
     done = [j for j in jobs if (parts / f"chunk_{j[0]:05d}.npz").exists()]
     written = False
     if len(done) == len(jobs):
-        bank = _merge(parts, jobs, config, registry, catalog, real_texts=[Path(p).read_text() for p in config.real])
+        # stored as read (unknown keys dropped, values clamped): rebuilding an entry then warns about nothing
+        bank = _merge(parts, jobs, config, registry, catalog, real_texts=[p.to_vital_text(registry) for p in real])
         bank.save(output)
         written = True
     return {"chunks": len(jobs), "done": len(done), "rows": sum(_rows(parts, j) for j in done), "written": written,

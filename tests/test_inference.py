@@ -400,3 +400,20 @@ def test_exported_half_checkpoint_predicts_like_the_full_one(ckpt, clips, tmp_pa
     assert np.abs(cont).max() < 0.02  # float16 weights move the sigmoid outputs by < 2% of a range
     r = CliRunner().invoke(training_main, ["export", "-c", str(tmp_path / "none.pt"), "-o", str(slim)])
     assert r.exit_code == 2 and "no such checkpoint" in r.output
+
+
+# ---- proposals -------------------------------------------------------------------------------------------
+
+def test_proposals_split_and_order(pipeline, target, prediction):
+    from inference.proposals import proposals, split
+
+    assert split(32, bank=True) == {"network": 8, "bank": 16, "sampler": 8}
+    assert split(32, bank=False) == {"network": 8, "bank": 0, "sampler": 24}
+    assert split(1, bank=True) == {"network": 1, "bank": 0, "sampler": 0}
+    found = proposals(target, pipeline, n=12, prediction=prediction, seed=3)
+    assert len(found) == 12 and found[0] is prediction.preset  # the argmax first: the reference
+    samples = found[1:3]  # network samples: drawn from the heads' distributions, so not all the argmax
+    assert any(s.categorical != prediction.preset.categorical for s in samples)
+    assert found[3].name.startswith("tier3 seed7000104 #0")  # then sampler draws, seeds of their own
+    again = proposals(target, pipeline, n=12, prediction=prediction, seed=3)
+    assert [p.categorical for p in again] == [p.categorical for p in found]  # a pure function of the seed
