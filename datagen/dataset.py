@@ -193,18 +193,17 @@ def read_attrs(path: Path, *, datasets: tuple[str, ...] = (), attrs: tuple[str, 
             missing = [name for name in datasets if name not in f]
     except OSError as e:
         raise DatasetError(f"{path}: not an HDF5 data set ({e})") from None
-    attrs, wanted = found, attrs
     if missing:
         raise DatasetError(f"{path}: no {', '.join(repr(m) for m in missing)} dataset(s) in this file; it is not a "
                            "complete vital-match data set")
-    if not attrs.get("complete"):
+    if not found.get("complete"):
         raise DatasetError(f"{path}: incomplete data set (an interrupted write?)")
-    if attrs.get("schema_version") != SCHEMA_VERSION:
-        raise DatasetError(f"{path}: schema version {attrs.get('schema_version')} != {SCHEMA_VERSION}")
-    absent = [a for a in wanted if a not in attrs]
+    if found.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(f"{path}: schema version {found.get('schema_version')} != {SCHEMA_VERSION}")
+    absent = [a for a in attrs if a not in found]
     if absent:
         raise DatasetError(f"{path}: attribute(s) {', '.join(absent)} missing; not a complete vital-match data set")
-    return attrs
+    return found
 
 
 def _py(v):

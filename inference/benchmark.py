@@ -115,16 +115,23 @@ class PendingClip:
 # ---- targets -----------------------------------------------------------------------------------------------
 
 
-def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
-    """audio (samples,) at features.sample_rate -> the Target `infer` would make of it as a WAV file, at
-    `note` when the note is known (a rendered preset) instead of the detected one."""
-    from inference.audio import prepare
+def wav_target(audio: np.ndarray, *, features, name: str = "clip", prepare=None):
+    """audio (samples,) at features.sample_rate -> the Target `prepare` (default `inference.audio.prepare`, what
+    `infer` runs) makes of it written as a 16-bit WAV file, as a producer's clip would reach the tool."""
     from inference.export import write_wav
-    from inference.pitch import Note, midi_to_hz
 
+    if prepare is None:
+        from inference.audio import prepare
     with tempfile.TemporaryDirectory() as tmp:
         path = write_wav(audio, Path(tmp) / f"{name}.wav", sample_rate=features.sample_rate)
-        target = prepare(path, features=features)
+        return prepare(path, features=features)
+
+
+def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
+    """`wav_target`, at `note` when the note is known (a rendered preset) instead of the detected one."""
+    from inference.pitch import Note, midi_to_hz
+
+    target = wav_target(audio, features=features, name=name)
     if note is not None and note != target.note.midi:
         target = replace(target, note=Note(midi=note, cents=0.0, hz=midi_to_hz(note), pitched=True,
                                            n_notes=1, message=None))
@@ -294,7 +301,7 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_s
             continue
         if not budgets:
             continue
-        if start == "proposals":
+        if start == "proposals" and start not in starts:  # once per clip, whichever searches start from them
             t1 = time.perf_counter()
             found = proposals(clip.target, pipeline, n=min(config.proposals, max(budgets)), prediction=prediction,
                               bank=bank, seed=config.seed)

@@ -264,7 +264,7 @@ def bench_target(inputs, notes, key_held, length_presets, as_json):
             raise CliError(f"{p}: no such file or folder")
     held = () if key_held == "none" else _floats(key_held, "key-held")
     try:
-        result = run(list(inputs), notes=_ints(notes, "notes"), key_held=held, length_presets=length_presets)
+        result = run(list(inputs), notes=_notes(notes), key_held=held, length_presets=length_presets)
     except ValueError as e:
         raise CliError(str(e).splitlines()[0]) from None
     if as_json:
@@ -289,6 +289,14 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
     if not values or any(not 0 < v <= 60 for v in values):
         raise CliError(f"--{name} takes seconds in (0, 60], got {text!r}")
     return values
+
+
+def _notes(text: str) -> tuple[int, ...]:
+    """--notes: comma-separated MIDI notes 0..127 (one line otherwise)."""
+    notes = _ints(text, "notes")
+    if not notes or not all(0 <= n <= 127 for n in notes):
+        raise CliError(f"--notes must be MIDI notes 0..127, got {text!r}")
+    return notes
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -336,9 +344,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                                  budgets=_ints(budgets, "budgets"), threads=threads, seed=seed, proposals=proposals,
                                  fixed_key_held=search_key_held)
-        note_list = _ints(notes, "notes")
-        if not note_list or not all(0 <= n <= 127 for n in note_list):
-            raise CliError(f"--notes must be MIDI notes 0..127, got {notes!r}")
+        note_list, held = _notes(notes), _floats(key_held, "key-held")
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -346,7 +352,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
         check_writable(output / "clips.jsonl")
         pipeline = Pipeline.from_checkpoint(checkpoint)
         clips = list_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed,
-                           split=split, key_held=_floats(key_held, "key-held"))
+                           split=split, key_held=held)
         if not clips:
             raise CliError("no targets to score")
         click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "

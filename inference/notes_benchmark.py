@@ -19,7 +19,6 @@ The sounding note is an offline analysis that knows the key (`sounding_note`); i
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -115,9 +114,8 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
     Returns {"pitch": {summary}, "pitch_rows": [...], "length": {summary}, "length_rows": [...]} (plain types).
     """
     from datagen.features import FeatureConfig
+    from inference.benchmark import wav_target  # the clip as a 16-bit WAV, read back as infer reads it
 
-    if prepare is None:
-        from inference.audio import prepare
     features = features or FeatureConfig()
     presets = find_vital(paths)
     if not presets:
@@ -132,7 +130,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
                 continue
             truth = sounding_note(audio, key=note, sample_rate=features.sample_rate)
             start = time.perf_counter()
-            target = _read(audio, prepare=prepare, features=features)
+            target = wav_target(audio, features=features, prepare=prepare)
             seconds = time.perf_counter() - start
             n = target.note
             pitch_rows.append({
@@ -151,7 +149,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
                 if audio is None:
                     log.warning("%s held %.2f s: skipped (silent or refused)", preset, held)
                     continue
-                target = _read(audio, prepare=prepare, features=features)
+                target = wav_target(audio, features=features, prepare=prepare)
                 detected = float(target.key_held)
                 # what Vital makes of the detected time: held to the end is rendered held past the clip's end
                 again = _render(texts[preset], note=length_note, held=held, features=features)
@@ -180,15 +178,6 @@ def _render(text: str, *, note: int, held: float, features) -> np.ndarray | None
         log.warning("render failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
         return None
     return audio if np.abs(audio).max() > 0 else None
-
-
-def _read(audio: np.ndarray, *, prepare, features):
-    """The Target `prepare` makes of `audio` written as a 16-bit WAV (as `inference benchmark` does)."""
-    from inference.export import write_wav
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_wav(audio, Path(tmp) / "clip.wav", sample_rate=features.sample_rate)
-        return prepare(path, features=features)
 
 
 def _pitch_summary(rows: list[dict]) -> dict:

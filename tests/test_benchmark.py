@@ -180,3 +180,14 @@ def test_cli_refuses_an_empty_folder_and_an_output_that_is_a_file(tiny_checkpoin
     result = CliRunner().invoke(main, ["benchmark", "-i", str(bad), "-c", str(tiny_checkpoint),
                                        "-o", str(tmp_path / "o2")])
     assert result.exit_code == 2 and "silence" in result.output, result.output
+
+
+def test_bench_target_scores_pitch_and_length(tmp_path):
+    r = CliRunner().invoke(main, ["bench-target", "-i", str(SAW_PLUCK), "--notes", "48", "--key-held", "0.3",
+                                  "--length-presets", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["pitch"]["clips"] == 1 and out["pitch_rows"][0]["key"] == 48 and out["pitch_rows"][0]["pitch_class_ok"]
+    assert out["length"]["cases"] == 1 and out["length_rows"][0]["error"] <= 0.05
+    bad = CliRunner().invoke(main, ["bench-target", "-i", str(SAW_PLUCK), "--notes", "200"])
+    assert bad.exit_code == 2 and bad.output == "error: --notes must be MIDI notes 0..127, got '200'\n"
