@@ -9,6 +9,72 @@ import click
 
 from datagen.bank import BankConfig
 from datagen.console import CliError, Group, check_writable, setup_logging
+from datagen.generate import GenerateConfig
+from datagen.render import RenderConfig
+from datagen.sampler import TIERS
+
+
+# ---- options of several commands: one definition each, so they cannot drift; defaults from the configs ----
+
+
+def _parse_notes(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        notes = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise CliError(f"--notes must be comma-separated MIDI numbers, got {value!r}") from None
+    if any(not 0 <= n <= 127 for n in notes):
+        raise CliError(f"--notes must be MIDI numbers 0..127, got {value!r}")
+    return notes
+
+
+def _notes_option(default: tuple[int, ...], *, help: str = "MIDI notes rendered per preset."):
+    """--notes "48,60,72" -> (48, 60, 72)."""
+    return click.option("--notes", default=",".join(map(str, default)), show_default=True, callback=_parse_notes,
+                        help=help)
+
+
+def _parse_tiers(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        tiers = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise CliError(f"--tiers takes comma-separated tiers, got {value!r}") from None
+    if not tiers or any(t not in TIERS for t in tiers):
+        raise CliError(f"--tiers must be among {', '.join(map(str, TIERS))}, got {value!r}")
+    return tiers
+
+
+def _tiers_option(default: tuple[int, ...]):
+    """--tiers "1,2,3" -> (1, 2, 3), each a sampler tier."""
+    return click.option("--tiers", default=",".join(map(str, default)), show_default=True, callback=_parse_tiers)
+
+
+def _length_options(command):
+    """--length and --note-length (seconds), for every command that renders presets."""
+    seconds = click.FloatRange(min=0, min_open=True)
+    command = click.option("--note-length", type=seconds, default=RenderConfig.note_length, show_default=True,
+                           help="Seconds the key is held.")(command)
+    return click.option("--length", type=seconds, default=RenderConfig.render_length, show_default=True,
+                        help="Seconds of audio per render.")(command)
+
+
+def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected i/N (e.g. 0/4), got {value!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"need 0 <= i < N, got {value}")
+    return i, n
+
+
+def _shard_option(*, help: str):
+    """--shard i/N -> (i, N); the default, GenerateConfig's (0, 1), is the whole job in one shard."""
+    return click.option("--shard", default="{}/{}".format(*GenerateConfig.shard), show_default=True,
+                        callback=_parse_shard, help=help)
+
+
+_no_audio_option = click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
+_quiet_option = click.option("--quiet", is_flag=True, help="No progress bar.")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,12 +107,9 @@ def registry(as_json: bool) -> None:
 @click.argument("preset_path", metavar="PRESET.vital", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="WAV file to write.")
 @click.option("--note", type=click.IntRange(0, 127), default=60, show_default=True, help="MIDI note.")
-@click.option("--velocity", type=click.FloatRange(0, 1), default=0.8, show_default=True)
-@click.option("--note-length", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
-              help="Seconds the key is held.")
-@click.option("--length", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Seconds of audio.")
-@click.option("--sample-rate", type=click.IntRange(8000, 192000), default=44100, show_default=True)
+@click.option("--velocity", type=click.FloatRange(0, 1), default=RenderConfig.velocity, show_default=True)
+@_length_options
+@click.option("--sample-rate", type=click.IntRange(8000, 192000), default=RenderConfig.sample_rate, show_default=True)
 @click.option("--stereo", is_flag=True, help="Write both channels (default: mono mix).")
 def render(preset_path: Path, output: Path, note: int, velocity: float, note_length: float, length: float,
            sample_rate: int, stereo: bool) -> None:
@@ -57,7 +120,7 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
     from datagen.atomic import atomic_path
     from datagen.isolation import IsolatedRenderer, RenderCrash
     from datagen.preset import PresetError, read_vital
-    from datagen.render import RenderConfig, RenderError
+    from datagen.render import RenderError
 
     try:
         preset = read_vital(preset_path)
@@ -108,16 +171,16 @@ def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
 
 @main.command("bench-generate")
 @click.option("-n", "--count", type=click.IntRange(min=2), default=24, show_default=True, help="Presets per run.")
-@click.option("--tiers", default="1,2,3", show_default=True)
+@_tiers_option(TIERS)
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("data/bench"), show_default=True)
-def bench_generate(count: int, tiers: str, workdir: Path) -> None:
+def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
     """Generation throughput vs raw vita, 1 -> 2 worker scaling, bytes per row, rejection rate per tier."""
     import shutil
 
     from datagen.benchmark import bench_generate as run
 
     shutil.rmtree(workdir, ignore_errors=True)
-    result = run(n_presets=count, tiers=tuple(int(t) for t in tiers.split(",")), workdir=workdir)
+    result = run(n_presets=count, tiers=tiers, workdir=workdir)
     click.echo("| tier | raw vita renders/s | 1 worker | ratio/worker | 2 workers | scaling | rejection | "
                "KB/row | KB/row no audio |")
     click.echo("|---|---|---|---|---|---|---|---|---|")
@@ -129,57 +192,38 @@ def bench_generate(count: int, tiers: str, workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected i/N (e.g. 0/4), got {value!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise click.BadParameter(f"need 0 <= i < N, got {value}")
-    return i, n
-
-
 @main.command()
-@click.option("--tier", type=click.IntRange(1, 3), default=3, show_default=True,
+@click.option("--tier", type=click.IntRange(min(TIERS), max(TIERS)), default=GenerateConfig.tier, show_default=True,
               help="1 core voice; 2 + effects and wavetables; 3 + modulation.")
 @click.option("-n", "--count", "n_presets", type=int, required=True, help="Number of presets (rows = presets x notes).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Render worker processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes rendered per preset.")
-@click.option("--length", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Seconds of audio per render.")
-@click.option("--note-length", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
-              help="Seconds the key is held.")
-@click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
-@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard,
-              help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--seed", type=int, default=GenerateConfig.seed, show_default=True)
+@_notes_option(GenerateConfig.notes)
+@_length_options
+@_no_audio_option
+@_shard_option(help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=GenerateConfig.chunk_size, show_default=True,
               help="Presets per resumable chunk.")
 @click.option("--wavetables-from", type=click.Path(path_type=Path), default=None,
               help="Add the wavetables of every .vital file below this folder to the catalog.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_quiet_option
 def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size,
              wavetables_from, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
     from datagen.features import FeatureConfig
-    from datagen.generate import GenerateConfig, generate as run
-    from datagen.render import RenderConfig
+    from datagen.generate import generate as run
 
     if n_presets <= 0:
         raise CliError(f"--count must be a positive number of presets, got {n_presets}")
     if workers <= 0:
         raise CliError(f"--workers must be >= 1, got {workers}")
-    try:
-        note_list = tuple(int(x) for x in notes.split(","))
-    except ValueError:
-        raise CliError(f"--notes must be comma-separated MIDI numbers, got {notes!r}") from None
     check_writable(output)
     _check_folder(wavetables_from, "--wavetables-from")
     try:
         config = GenerateConfig(
-            tier=tier, n_presets=n_presets, seed=seed, notes=note_list, store_audio=not no_audio, shard=shard,
+            tier=tier, n_presets=n_presets, seed=seed, notes=notes, store_audio=not no_audio, shard=shard,
             chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
             render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
@@ -208,16 +252,6 @@ def merge(shards, output):
 
 # ---- data set tools: inspect, compute-weights, ingest, preview, precompute-mels ---------------------------
 
-def _parse_notes(value: str) -> tuple[int, ...]:
-    try:
-        notes = tuple(int(x) for x in value.split(","))
-    except ValueError:
-        raise CliError(f"--notes must be comma-separated MIDI numbers, got {value!r}") from None
-    if any(not 0 <= n <= 127 for n in notes):
-        raise CliError(f"--notes must be MIDI numbers 0..127, got {value!r}")
-    return notes
-
-
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
 
@@ -230,7 +264,7 @@ def _fmt(x) -> str:
 def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
     """Summarise a data set: schema, attributes, splits, label statistics, loudness, modulations."""
     from datagen.dataset import DatasetError
-    from datagen.inspect import plot_mels, summarize
+    from datagen.summary import plot_mels, summarize
 
     if png is not None:
         check_writable(png)
@@ -296,7 +330,7 @@ def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Render worker processes (forked per render, so results do not depend on this).")
 @click.option("--param", "params", multiple=True, help="Measure only these continuous controls (repeatable).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_quiet_option
 def compute_weights_command(data: Path, presets: int, delta: float, workers: int, params: tuple[str, ...],
                             quiet: bool) -> None:
     """Measure per-parameter importance (perturb, render, compare log-mels) and store it in the data set."""
@@ -327,16 +361,14 @@ def compute_weights_command(data: Path, presets: int, delta: float, workers: int
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The bank file (.npz).")
 @click.option("-n", "--presets-per-tier", type=click.IntRange(min=1), default=BankConfig.presets_per_tier,
               show_default=True, help="Sampler presets of each tier.")
-@click.option("--tiers", default=",".join(map(str, BankConfig.tiers)), show_default=True)
-@click.option("--notes", default=",".join(map(str, BankConfig.notes)), show_default=True,
-              help="MIDI notes every preset is heard at.")
+@_tiers_option(BankConfig.tiers)
+@_notes_option(BankConfig.notes, help="MIDI notes every preset is heard at.")
 @click.option("--real", "real_folder", type=click.Path(path_type=Path), default=None,
               help="Also add the 'build' half of the real presets this folder's README.md lists (never 'score').")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
-@click.option("--shard", default="0/1", show_default=True, callback=_parse_shard,
-              help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to write "
-                   "the bank once all chunks exist.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_shard_option(help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to "
+                    "write the bank once all chunks exist.")
+@_quiet_option
 def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, shard, quiet):
     """Build a preset bank (resumable: rerun the same command after an interruption)."""
     from datagen.bank import BankError, build
@@ -344,15 +376,9 @@ def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, s
 
     check_writable(output, suffixes=(".npz",), option="--output")
     try:
-        tier_list = tuple(int(t) for t in tiers.split(",") if t.strip())
-    except ValueError:
-        raise CliError(f"--tiers takes comma-separated tiers, got {tiers!r}") from None
-    if not tier_list or any(t not in (1, 2, 3) for t in tier_list):
-        raise CliError(f"--tiers must be among 1, 2, 3, got {tiers!r}")
-    try:
         real = tuple(str(p) for p in shared_split("build", folder=real_folder)) if real_folder else ()
-        stats = build(output, BankConfig(presets_per_tier=presets_per_tier, tiers=tier_list, notes=_parse_notes(notes),
-                                         real=real), workers=workers, shard=shard, show_progress=not quiet)
+        stats = build(output, BankConfig(presets_per_tier=presets_per_tier, tiers=tiers, notes=notes, real=real),
+                      workers=workers, shard=shard, show_progress=not quiet)
     except (BankError, PresetError) as e:
         raise CliError(str(e)) from None
     state = f"wrote {output}" if stats["written"] else f"{stats['done']} of {stats['chunks']} chunks done (rerun to finish)"
@@ -362,27 +388,22 @@ def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, s
 @main.command("ingest")
 @click.argument("folder", metavar="PRESET_DIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
-@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes rendered per preset.")
-@click.option("--length", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Seconds of audio per render.")
-@click.option("--note-length", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
-              help="Seconds the key is held.")
+@_notes_option(GenerateConfig.notes)  # ingest writes generate's schema, at generate's notes unless told
+@_length_options
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render worker processes.")
-@click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest_command(folder: Path, output: Path, notes: str, length: float, note_length: float, workers: int,
+@_no_audio_option
+@_quiet_option
+def ingest_command(folder: Path, output: Path, notes: tuple[int, ...], length: float, note_length: float, workers: int,
                    no_audio: bool, quiet: bool) -> None:
     """Turn a folder of real .vital presets into a data set (generate's schema, tier 0)."""
     from datagen.dataset import DatasetError
     from datagen.ingest import ingest
-    from datagen.render import RenderConfig
 
-    note_list = _parse_notes(notes)
     if not folder.is_dir():
         raise CliError(f"{folder}: no such folder")
     check_writable(output)
     try:
-        stats = ingest(folder, output, notes=note_list, workers=workers, store_audio=not no_audio,
+        stats = ingest(folder, output, notes=notes, workers=workers, store_audio=not no_audio,
                        render=RenderConfig(render_length=length, note_length=note_length), show_progress=not quiet)
     except (DatasetError, ValueError) as e:
         raise CliError(str(e)) from None
@@ -399,7 +420,7 @@ def ingest_command(folder: Path, output: Path, notes: str, length: float, note_l
 def preview_command(data: Path, row: int, output: Path | None) -> None:
     """Write (or play) one row's audio; re-rendered from its labels when the set stores no audio."""
     from datagen.dataset import DatasetError
-    from datagen.inspect import row_audio
+    from datagen.summary import row_audio
     from datagen.render import RenderError
 
     if output is not None:
@@ -434,14 +455,14 @@ def preview_command(data: Path, row: int, output: Path | None) -> None:
 @click.option("--f-max", type=click.FloatRange(min=0, min_open=True), default=None, help="Hz [default: the set's].")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write a copy with the new mels (default: rewrite DATA.h5 in place).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_quiet_option
 def precompute_mels_command(data: Path, n_mels, n_fft, hop_length, f_min, f_max, output: Path | None,
                             quiet: bool) -> None:
     """Recompute the mel dataset from the stored audio with another feature configuration."""
     import os
 
     from datagen.dataset import DatasetError
-    from datagen.inspect import open_checked
+    from datagen.summary import open_checked
     from datagen.remel import config_for, recompute_mels
 
     try:

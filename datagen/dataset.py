@@ -21,19 +21,38 @@ The dense modulation tensor (4, 32 sources, 428 destinations) is 219 KB per row;
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from datagen.features import FeatureConfig
+    from datagen.registry import Registry
+    from datagen.render import RenderConfig
+    from datagen.wavetables import Catalog
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
 MOD_FIELDS = ("source", "destination", "amount", "bipolar", "power", "stereo")
 MOD_CHANNELS = ("amount", "bipolar", "power", "stereo")  # channels of the dense tensor
 PCM_SCALE = 32767.0
+
+
+def to_pcm(audio: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] -> int16 as stored (values outside are clipped first)."""
+    return np.round(np.clip(audio, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
+
+
+def from_pcm(pcm: np.ndarray) -> np.ndarray:
+    """Stored int16 -> float32. Data sets compute their mels from this, not from the render's float audio, so
+    a row's mel is a function of its stored audio (and of a 16-bit WAV of it)."""
+    return np.asarray(pcm).astype(np.float32) / np.float32(PCM_SCALE)
 
 # Row arrays, their dtypes, and trailing shapes given the attrs (filled in by `row_shapes`).
 ROW_DTYPES = {
@@ -90,6 +109,70 @@ def registry_attrs(registry) -> dict:
         "sources": json.dumps(list(registry.sources)),
         "destinations": json.dumps(list(registry.destinations)),
     }
+
+
+def run_manifest(config: dict, registry_fingerprint: str, catalog_fingerprint: str, **extra) -> dict:
+    """A data set's `manifest` attribute (as a dict): the arguments it was made with and what they were resolved
+    against. JSON-normalised (tuples -> lists), so it compares equal with one read back from a file."""
+    d = {"config": config, "registry_fingerprint": registry_fingerprint, "catalog_fingerprint": catalog_fingerprint,
+         "schema_version": SCHEMA_VERSION, **extra}
+    return json.loads(json.dumps(d))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """How a data set was made: what its HDF5 attributes say besides the rows. `generate` and `ingest` each
+    fill one in; `attrs()` is the dict `write_h5` writes."""
+
+    registry: Registry  # whose controls the label columns are
+    catalog: Catalog  # what the wavetable indices mean
+    config: dict  # the run's arguments, JSON-able (generate: its GenerateConfig, which `config_of` reads back)
+    render: RenderConfig
+    features: FeatureConfig
+    notes: tuple[int, ...]  # MIDI notes per preset, in row order
+    tier: int  # 0 for real presets (ingest)
+    seed: int
+    sampled_params: tuple[str, ...]  # the controls the presets set (the rest are the init preset's)
+    sampled_modules: tuple[str, ...]
+    n_presets: int
+    rejections: dict[str, int]  # reason -> count, of presets generated or files ingested
+    shard: tuple[int, int] = (0, 1)
+    first_index: int = 0  # preset_index of the first preset
+    source_folder: str | None = None  # ingest: the (absolute) folder of .vital files
+    preset_files: tuple[str, ...] | None = None  # ingest: every file below it (relative), as preset_index counts
+
+    def run_args(self) -> dict:
+        """The `manifest` attribute, as a dict (see `run_manifest`)."""
+        extra = {} if self.source_folder is None else {"source_folder": self.source_folder}
+        return run_manifest(self.config, self.registry.fingerprint, self.catalog.fingerprint, **extra)
+
+    def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes (`write_h5` adds `complete`)."""
+        attrs = {
+            **registry_attrs(self.registry),
+            "sampled_params": json.dumps(list(self.sampled_params)),
+            "sampled_modules": json.dumps(list(self.sampled_modules)),
+            "tier": self.tier,
+            "seed": self.seed,
+            "sample_rate": self.render.sample_rate,
+            "render_config": json.dumps(dataclasses.asdict(self.render)),
+            "feature_config": self.features.to_json(),
+            "wavetable_catalog": self.catalog.to_json(),
+            "wavetable_catalog_fingerprint": self.catalog.fingerprint,
+            "notes": json.dumps(list(self.notes)),
+            "shard": json.dumps(list(self.shard)),
+            "first_index": self.first_index,
+            "n_presets": self.n_presets,
+            "n_rows": self.n_presets * len(self.notes),
+            "audio_scale": 1.0 / PCM_SCALE,
+            "manifest": json.dumps(self.run_args(), sort_keys=True),
+            "rejections": json.dumps(dict(self.rejections)),
+        }
+        if self.source_folder is not None:
+            attrs["source_folder"] = self.source_folder
+        if self.preset_files is not None:
+            attrs["preset_files"] = json.dumps(list(self.preset_files))
+        return attrs
 
 
 def as_stored(preset):

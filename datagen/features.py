@@ -5,6 +5,10 @@ data set and checkpoint so a mismatch is detected, never silently tolerated.
 torch.stft with a fixed Slaney mel filterbank (the same matrix librosa builds by default, computed here in
 numpy so no torchaudio is needed). Inputs may be numpy arrays or torch tensors of shape (..., samples);
 the output has the same kind and shape (..., n_mels, frames).
+
+`prepare` is the one clip preparation in front of `log_mel`, shared by generate, ingest, precompute-mels and
+inference (through `inference.audio.prepare`): trim leading silence, remove DC. So a stored row's mel is what
+inference computes from that row's audio written to a WAV (tests/test_features.py pins it).
 """
 
 from __future__ import annotations
@@ -80,6 +84,57 @@ def mel_filterbank(config: FeatureConfig) -> np.ndarray:
     fb = np.maximum(0.0, np.minimum(lower, upper))
     fb *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]  # equal area per filter
     return fb.astype(np.float32)
+
+
+# Leading-silence trim: a 5 ms RMS envelope, everything before the first frame within 50 dB of the loudest
+# frame is silence; 5 ms before the onset are kept so the attack is not cut.
+TRIM_FRAME_SECONDS = 0.005
+TRIM_THRESHOLD_DB = -50.0
+TRIM_PREROLL_SECONDS = 0.005
+
+
+def leading_silence(audio: np.ndarray, *, sample_rate: int) -> int:
+    """Index of the first sample to keep: 5 ms before the first 5 ms frame within 50 dB of the loudest frame.
+
+    audio: (n,) float. The envelope is taken above 10 Hz (a high-pass started in its steady state), so a DC
+    offset, or the mean of a loud note spread over the silence before it, never counts as sound.
+    """
+    from scipy import signal
+
+    sos = signal.butter(2, 10.0, btype="highpass", fs=sample_rate, output="sos")
+    x = np.asarray(audio, dtype=np.float64)
+    x, _ = signal.sosfilt(sos, x, zi=signal.sosfilt_zi(sos) * x[0])  # (n,) no start-up transient
+    frame = max(1, int(round(TRIM_FRAME_SECONDS * sample_rate)))  # samples
+    n_frames = -(-len(x) // frame)
+    padded = np.zeros(n_frames * frame)
+    padded[: len(x)] = x
+    env = np.sqrt(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1))  # (n_frames,) RMS
+    onset = int(np.argmax(env >= env.max() * 10 ** (TRIM_THRESHOLD_DB / 20)))  # frame index
+    return max(0, onset * frame - int(round(TRIM_PREROLL_SECONDS * sample_rate)))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    audio: np.ndarray  # (n - start,) float64: trimmed, zero mean over what is kept
+    start: int  # samples of leading silence removed
+
+
+def prepare(audio: np.ndarray, *, sample_rate: int) -> Prepared:
+    """A clip made ready for `log_mel`: leading silence trimmed (blind to DC, so it comes first), then DC
+    removed. audio: (n,) float at sample_rate Hz. Level and length are `log_mel`'s job (it normalises the
+    RMS and fits the length), so they stay out of here."""
+    x = np.asarray(audio, dtype=np.float64)
+    start = leading_silence(x, sample_rate=sample_rate) if x.any() else 0
+    x = x[start:]
+    return Prepared(audio=x - x.mean(), start=start)
+
+
+def clip_mels(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(rows, n_mels, n_frames) float32: `log_mel` of each prepared row of (rows, n) audio at config's rate;
+    how data sets compute their mels."""
+    audio = np.atleast_2d(audio)
+    return np.stack([log_mel(prepare(row, sample_rate=config.sample_rate).audio.astype(np.float32), config)
+                     for row in audio])
 
 
 def fit_length(audio, n_samples: int):

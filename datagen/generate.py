@@ -1,7 +1,7 @@
 """`datagen generate`: sample presets, render them at several notes, compute features, write HDF5.
 
 Parallelism: `workers` threads in this process, each driving its own crash-isolated worker process
-(`datagen.isolation.Worker`) that samples, renders (one Synth), checks and featurises one preset per request.
+(`datagen.isolation.ThreadWorkers`) that samples, renders (one Synth), checks and featurises one preset per request.
 A segfault costs that preset's attempt (logged, counted as a rejection) and the worker restarts.
 
 Resumability: work is cut into chunks of `chunk_size` presets. Each finished chunk is saved atomically under
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import (PCM_SCALE, SCHEMA_VERSION, DatasetError, labels_of, preset_rows, read_attrs,
-                             registry_attrs, write_h5)
+from datagen.dataset import (DatasetError, Manifest, from_pcm, labels_of, preset_rows, read_attrs, run_manifest,
+                             to_pcm, write_h5)
 from datagen.features import FeatureConfig
 from datagen.render import RenderConfig
 from datagen.sampler import SamplerConfig
@@ -82,9 +82,8 @@ class GenerateConfig:
         return range(i * self.n_presets // n, (i + 1) * self.n_presets // n)
 
     def manifest(self, registry_fingerprint: str, catalog_fingerprint: str) -> dict:
-        d = {"config": dataclasses.asdict(self), "registry_fingerprint": registry_fingerprint,
-             "catalog_fingerprint": catalog_fingerprint, "schema_version": SCHEMA_VERSION}
-        return json.loads(json.dumps(d))  # JSON-normalised (tuples -> lists) so it compares with a loaded one
+        """The data set's `manifest` attribute (and the resume check's), JSON-normalised."""
+        return run_manifest(dataclasses.asdict(self), registry_fingerprint, catalog_fingerprint)
 
 
 @dataclass
@@ -161,31 +160,23 @@ class _Run:
     a chunk file is written, atomically, by whichever thread completes its last preset."""
 
     def __init__(self, config: GenerateConfig, parts: Path, todo: list[tuple[int, range]], progress):
+        from datagen.isolation import ThreadWorkers
+
         self.config, self.parts, self.progress = config, parts, progress
         self.stats = Stats()
         self.lock = threading.Lock()
-        self.local = threading.local()
-        self.workers: list = []
+        self.workers = ThreadWorkers(_handler, config, timeout=300.0, fork=True)  # one per thread; closed by generate
         self.chunks = dict(todo)
         self.queue = iter([(c, i) for c, idx in todo for i in idx])
         self.done: dict[int, dict[int, dict]] = {c: {} for c, _ in todo}  # chunk -> index -> rows
         self.rejected: dict[int, Counter] = {c: Counter() for c, _ in todo}  # chunk -> reason -> count
-
-    def worker(self):
-        from datagen.isolation import Worker
-
-        if not hasattr(self.local, "worker"):
-            self.local.worker = Worker(_handler, self.config, timeout=300.0, fork=True)
-            with self.lock:
-                self.workers.append(self.local.worker)
-        return self.local.worker
 
     def one(self, index: int, rejected: Counter) -> dict:
         from datagen.isolation import WorkerCrash
 
         for attempt in range(MAX_ATTEMPTS):
             try:
-                result = self.worker().call(("sample", index, attempt), label=f"preset {index} attempt {attempt}")
+                result = self.workers.call(("sample", index, attempt), label=f"preset {index} attempt {attempt}")
             except WorkerCrash as e:
                 log.warning("%s", e)
                 result = {"rejected": "crash"}
@@ -202,7 +193,7 @@ class _Run:
 
     def work(self) -> None:
         """One thread: take presets until none is left."""
-        from datagen.features import log_mel
+        from datagen.features import clip_mels
 
         while True:
             with self.lock:
@@ -211,11 +202,11 @@ class _Run:
                 return
             c, i = item
             r = self.one(i, self.rejected[c])
-            audio = r["audio"]  # (notes, samples) float32
+            pcm = to_pcm(r["audio"])  # (notes, samples) int16: accepted renders never clip
             rows = preset_rows(
                 i, r["labels"], notes=self.config.notes, rms=r["rms"], peak=r["peak"],
-                mel=log_mel(audio, self.config.features).astype(np.float16),
-                audio=np.round(audio * PCM_SCALE).astype(np.int16) if self.config.store_audio else None)
+                mel=clip_mels(from_pcm(pcm), self.config.features).astype(np.float16),
+                audio=pcm if self.config.store_audio else None)
             with self.lock:
                 self.done[c][i] = rows
                 complete = len(self.done[c]) == len(self.chunks[c])
@@ -271,8 +262,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
                     f.result()
         finally:
             torch.set_num_threads(threads)
-            for w in run.workers:
-                w.close()
+            run.workers.close()
     stats = run.stats
     stats.seconds = time.perf_counter() - t0
 
@@ -283,26 +273,11 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
         with np.load(path) as z:
             rejected.update(json.loads(str(z[_REJECTED])))
     sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=catalog)
-    attrs = {
-        **registry_attrs(registry),
-        "sampled_params": json.dumps(sampler.sampled_params),
-        "sampled_modules": json.dumps(sampled_modules(config.tier, registry)),
-        "tier": config.tier,
-        "seed": config.seed,
-        "sample_rate": config.render.sample_rate,
-        "render_config": json.dumps(dataclasses.asdict(config.render)),
-        "feature_config": config.features.to_json(),
-        "wavetable_catalog": catalog.to_json(),
-        "wavetable_catalog_fingerprint": catalog.fingerprint,
-        "notes": json.dumps(list(config.notes)),
-        "shard": json.dumps(list(config.shard)),
-        "first_index": config.indices.start,
-        "n_presets": len(indices),
-        "n_rows": n_rows,
-        "audio_scale": 1.0 / PCM_SCALE,
-        "manifest": json.dumps(manifest, sort_keys=True),
-        "rejections": json.dumps(dict(rejected)),
-    }
+    attrs = Manifest(
+        registry=registry, catalog=catalog, config=dataclasses.asdict(config), render=config.render,
+        features=config.features, notes=config.notes, tier=config.tier, seed=config.seed,
+        sampled_params=tuple(sampler.sampled_params), sampled_modules=tuple(sampled_modules(config.tier, registry)),
+        n_presets=len(indices), rejections=dict(rejected), shard=config.shard, first_index=indices.start).attrs()
     write_h5(output, ({k: v for k, v in np.load(p).items() if k != _REJECTED} for p in chunk_files), n_rows, attrs)
     shutil.rmtree(parts)
     return {"presets": len(indices), "rows": attrs["n_rows"], "generated": stats.accepted,

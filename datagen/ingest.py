@@ -25,9 +25,7 @@ path of every `.vital` file relative to the folder; `preset_index` indexes this 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import (PCM_SCALE, SCHEMA_VERSION, DatasetError, as_stored, labels_of, preset_rows,
-                             registry_attrs, write_h5)
+from datagen.dataset import (DatasetError, Manifest, as_stored, from_pcm, labels_of, preset_rows, to_pcm,
+                             write_h5)
 from datagen.features import FeatureConfig
 from datagen.generate import level
 from datagen.render import RenderConfig
@@ -52,7 +50,7 @@ def _handler(render: RenderConfig, features: FeatureConfig, min_peak: float):
     dict."""
     import torch
 
-    from datagen.features import log_mel
+    from datagen.features import clip_mels
     from datagen.render import Renderer
 
     torch.set_num_threads(1)  # log_mel beside vita's threads is 50x slower with torch's default pool
@@ -67,9 +65,8 @@ def _handler(render: RenderConfig, features: FeatureConfig, min_peak: float):
         peak, rms = lv["peak"], lv["rms"]
         if np.all(peak < min_peak):
             return {"rejected": "silent"}
-        clipped = np.clip(audio, -1.0, 1.0)
-        return {"audio": np.round(clipped * PCM_SCALE).astype(np.int16),
-                "mel": log_mel(clipped, features).astype(np.float16),
+        pcm = to_pcm(audio)  # (notes, samples) int16, clipped
+        return {"audio": pcm, "mel": clip_mels(from_pcm(pcm), features).astype(np.float16),
                 "rms": rms, "peak": peak, "clipped": bool(peak.max() > 1.0)}
 
     return handle
@@ -109,7 +106,7 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     """
     from tqdm import tqdm
 
-    from datagen.isolation import Worker, WorkerCrash
+    from datagen.isolation import ThreadWorkers, WorkerCrash
     from datagen.preset import PresetError, find_presets, read_vital
     from datagen.registry import load_registry
     from datagen.wavetables import default_catalog
@@ -144,23 +141,14 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
             unreadable.add(path)
     catalog = default_catalog().extend(_tables(folder, unreadable))
 
-    local = threading.local()
-    lock = threading.Lock()
-    workers_made: list = []
-
-    def worker():
-        if not hasattr(local, "worker"):
-            local.worker = Worker(_handler, render, features, min_peak, timeout=timeout, fork=True)
-            with lock:
-                workers_made.append(local.worker)
-        return local.worker
+    isolated = ThreadWorkers(_handler, render, features, min_peak, timeout=timeout, fork=True)  # one per thread
 
     def one(job) -> dict | None:
         i, path, preset = job
         rel = path.relative_to(folder).as_posix()
         try:
             text = preset.to_vital_text(registry)
-            result = worker().call((text, notes), label=f"preset {rel!r}")
+            result = isolated.call((text, notes), label=f"preset {rel!r}")
         except WorkerCrash as e:  # before RuntimeError: a crash is one too
             log.warning("%s; skipped", e)
             return {"rejected": "crash"}
@@ -178,8 +166,7 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(one, jobs))
         finally:
-            for w in workers_made:
-                w.close()
+            isolated.close()
 
     chunks, clipped = [], 0
     for (i, path, preset), result in zip(jobs, results):
@@ -198,31 +185,13 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     n_presets = len(chunks)
     config = {"notes": list(notes), "render": dataclasses.asdict(render), "features": dataclasses.asdict(features),
               "store_audio": store_audio, "min_peak": min_peak}
-    manifest = {"config": config, "registry_fingerprint": registry.fingerprint,
-                "catalog_fingerprint": catalog.fingerprint, "schema_version": SCHEMA_VERSION,
-                "source_folder": str(folder.resolve())}
-    attrs = {
-        **registry_attrs(registry),
-        "sampled_params": json.dumps(sorted(p.name for p in registry.params)),  # a real preset sets them all
-        "sampled_modules": json.dumps([m.name for m in registry.modules]),
-        "tier": TIER_REAL,
-        "seed": 0,
-        "sample_rate": render.sample_rate,
-        "render_config": json.dumps(dataclasses.asdict(render)),
-        "feature_config": features.to_json(),
-        "wavetable_catalog": catalog.to_json(),
-        "wavetable_catalog_fingerprint": catalog.fingerprint,
-        "notes": json.dumps(list(notes)),
-        "shard": json.dumps([0, 1]),
-        "first_index": 0,
-        "n_presets": n_presets,
-        "n_rows": n_presets * len(notes),
-        "audio_scale": 1.0 / PCM_SCALE,
-        "manifest": json.dumps(manifest, sort_keys=True),
-        "rejections": json.dumps(dict(skipped)),
-        "source_folder": str(folder.resolve()),
-        "preset_files": json.dumps([p.relative_to(folder).as_posix() for p in paths]),
-    }
+    attrs = Manifest(
+        registry=registry, catalog=catalog, config=config, render=render, features=features, notes=notes,
+        tier=TIER_REAL, seed=0,
+        sampled_params=tuple(sorted(p.name for p in registry.params)),  # a real preset sets them all
+        sampled_modules=tuple(m.name for m in registry.modules), n_presets=n_presets, rejections=dict(skipped),
+        source_folder=str(folder.resolve()),
+        preset_files=tuple(p.relative_to(folder).as_posix() for p in paths)).attrs()
     write_h5(output, iter(chunks), n_presets * len(notes), attrs)
     return {"files": len(paths), "presets": n_presets, "rows": n_presets * len(notes), "skipped": dict(skipped),
             "clipped": clipped, "catalog_size": len(catalog), "real_tables": len(catalog) - len(default_catalog()),

@@ -4,6 +4,9 @@
 requests. When the process dies (segfault, abort) or hangs past the timeout, `call` raises `WorkerCrash`
 naming what was being done and the signal, and the next call starts a fresh process.
 
+`ThreadWorkers` gives each thread of a thread pool a `Worker` of its own (made on the thread's first call)
+and closes them all at the end.
+
 `IsolatedRenderer` is the render engine behind such a worker; `datagen.generate` runs whole sampling +
 render + feature jobs behind them.
 """
@@ -15,6 +18,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -156,6 +160,47 @@ class Worker:
             except (BrokenPipeError, OSError):
                 pass
         self._reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ThreadWorkers:
+    """One `Worker(init, *args, timeout=timeout, fork=fork)` per calling thread, started on that thread's first
+    call and reused by its later calls: the workers of a thread pool whose threads each drive their own process.
+    `close()` (or leaving the `with` block) closes every worker made so far; it may be called more than once."""
+
+    def __init__(self, init: Callable[..., Callable[[Any], Any]], *args, timeout: float = 120.0, fork: bool = False):
+        self.init, self.args, self.timeout, self.fork = init, args, timeout, fork
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._made: list[Worker] = []
+
+    def worker(self) -> Worker:
+        """The calling thread's worker (made now if this thread has none yet)."""
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = Worker(self.init, *self.args, timeout=self.timeout, fork=self.fork)
+            with self._lock:
+                self._made.append(worker)
+        return worker
+
+    def call(self, request: Any, *, label: str) -> Any:
+        """`Worker.call` on the calling thread's worker (same errors)."""
+        return self.worker().call(request, label=label)
+
+    @property
+    def workers(self) -> list[Worker]:
+        """Every worker made so far, in the order the threads first called."""
+        with self._lock:
+            return list(self._made)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
 
     def __enter__(self):
         return self

@@ -23,14 +23,13 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from datagen.registry import MODULATION_SLOTS, Registry, is_modulation_slot, load_registry
+from datagen.registry import MODULATION_SLOTS, N_OSCILLATORS, Registry, is_modulation_slot, load_registry
 
 log = logging.getLogger(__name__)
 
 SYNTH_VERSION = "1.5.5"  # the last Vital release; vita itself writes "99999.9.9", which Vital refuses
 _NON_CONTROL_SETTINGS = ("modulations", "wavetables", "lfos", "sample")
 _META_FIELDS = ("preset_name", "author", "comments", "preset_style", "macro1", "macro2", "macro3", "macro4")
-N_OSCILLATORS = 3
 
 
 class PresetError(ValueError):

@@ -21,13 +21,25 @@ from dataclasses import dataclass
 MODULATION_SLOTS = 64  # Vital's modulation matrix has 64 slots
 _SLOT_RE = re.compile(r"^modulation_(\d+)_(amount|bipolar|bypass|power|stereo)$")
 
-# Module prefixes, longest first so `filter_fx` wins over a generic `filter`.
-_NUMBERED = re.compile(r"^(osc_[1-3]|filter_[12]|filter_fx|env_[1-6]|lfo_[1-8]|random_[1-4])_")
-_NAMED = ("sample", "chorus", "compressor", "delay", "distortion", "eq", "flanger", "phaser", "reverb")
-
+# The module vocabulary: Vital's fixed set of synth modules, named by their control prefix. Everything else
+# that needs a module name (tiers, masks, searches, tutorials) imports these instead of spelling them again.
+N_OSCILLATORS = 3
+OSCILLATORS = tuple(f"osc_{i}" for i in range(1, N_OSCILLATORS + 1))  # osc_1..osc_3
+FILTERS = ("filter_1", "filter_2")  # the voice's filters (the FX chain's filter is `filter_fx`, an effect)
+ENVELOPES = tuple(f"env_{i}" for i in range(1, 7))
+LFOS = tuple(f"lfo_{i}" for i in range(1, 9))
+RANDOMS = tuple(f"random_{i}" for i in range(1, 5))
+# Vital's effects in its default chain order (`effect_chain_order` 0), which is also alphabetical.
+EFFECTS = ("chorus", "compressor", "delay", "distortion", "eq", "filter_fx", "flanger", "phaser", "reverb")
 # Modules heard only when something modulates them (env_1 drives amplitude, env_2 is part of the core
 # voice by convention of the data tiers). Tier 1-2 losses mask these; tier 3 does not.
-NEEDS_MODULATION_RE = re.compile(r"^(lfo_[1-8]|random_[1-4]|env_[3-6])$")
+MODULATORS = LFOS + RANDOMS + ENVELOPES[2:]
+MODULES = OSCILLATORS + ("sample",) + FILTERS + ENVELOPES + LFOS + RANDOMS + EFFECTS  # each with its own prefix
+
+# A control belongs to the module its name starts with: "<module>_...". Prefixes with an underscore are
+# matched whole ("filter_fx_mix" is filter_fx, not a "filter" module); the others are the first word.
+_PREFIXED = re.compile("^(" + "|".join(m for m in MODULES if "_" in m) + ")_")
+_NAMED = frozenset(m for m in MODULES if "_" not in m)
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,7 @@ def _r(x: float) -> float:
 
 def module_name(control: str) -> str:
     """The module a control belongs to, from its name alone."""
-    m = _NUMBERED.match(control)
+    m = _PREFIXED.match(control)
     if m:
         return m.group(1)
     head = control.split("_", 1)[0]
@@ -170,7 +182,7 @@ def load_registry() -> Registry:
         Module(
             name=m,
             on_switch=f"{m}_on" if f"{m}_on" in members else None,
-            needs_modulation=NEEDS_MODULATION_RE.match(m) is not None,
+            needs_modulation=m in MODULATORS,
             params=tuple(members),
         )
         for m, members in sorted(by_module.items())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import PCM_SCALE, DatasetError
+from datagen.dataset import DatasetError, from_pcm
 from datagen.features import FeatureConfig
 
 BLOCK = 64  # rows featurised per step (64 x 2 s of audio: 22 MB as float32)
@@ -34,10 +34,9 @@ def config_for(attrs: dict, **changes) -> FeatureConfig:
 
 
 def _mels(audio_ds, start: int, stop: int, config: FeatureConfig) -> np.ndarray:
-    from datagen.features import log_mel
+    from datagen.features import clip_mels
 
-    audio = audio_ds[start:stop].astype(np.float32) / np.float32(PCM_SCALE)
-    return log_mel(audio, config).astype(np.float16)
+    return clip_mels(from_pcm(audio_ds[start:stop]), config).astype(np.float16)
 
 
 def recompute_mels(path: Path, config: FeatureConfig, *, output: Path | None = None,
@@ -48,7 +47,7 @@ def recompute_mels(path: Path, config: FeatureConfig, *, output: Path | None = N
     import h5py
     from tqdm import tqdm
 
-    from datagen.inspect import open_checked
+    from datagen.summary import open_checked
 
     path = Path(path)
     attrs = open_checked(path, need=("mel", "midi_note"))

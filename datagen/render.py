@@ -21,12 +21,13 @@ Vital pitfalls this module is built around (each has a test in tests/test_render
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from datagen.preset import N_OSCILLATORS, Preset
-from datagen.registry import Registry
+from datagen.preset import Preset
+from datagen.registry import OSCILLATORS, Registry
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,21 @@ class RenderConfig:
     def n_samples(self) -> int:
         return int(self.render_length * self.sample_rate)
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
     @classmethod
-    def for_clip(cls, *, seconds: float, sample_rate: int, key_held: float | None = None) -> "RenderConfig":
-        """How a clip of `seconds` is rendered for comparison: the key held `key_held` seconds (the clip's own
-        note length when known), else as training data holds it (1.5 s of 2 s: 3/4 of the clip at most)."""
-        held = key_held if key_held is not None else min(cls.note_length, 0.75 * seconds)
-        return cls(sample_rate=sample_rate, render_length=seconds, note_length=max(1e-3, min(held, seconds)))
+    def from_json(cls, text: str) -> "RenderConfig":
+        """The config a `to_json` (or a data set's `render_config` attribute) describes; TypeError / ValueError
+        when it is not one."""
+        return cls(**json.loads(text))
+
+    def for_clip(self, *, seconds: float, key_held: float | None = None) -> "RenderConfig":
+        """How a clip of `seconds` is rendered for comparison, at this config's sample rate and velocity (a
+        checkpoint's: its training data's), in mono: the key held `key_held` seconds (the clip's own note length
+        when known), else as this config holds it (training data: 1.5 s of 2 s), 3/4 of the clip at most."""
+        held = key_held if key_held is not None else min(self.note_length, 0.75 * seconds)
+        return replace(self, render_length=seconds, note_length=max(1e-3, min(held, seconds)), mono=True)
 
 
 class RenderError(RuntimeError):
@@ -98,4 +108,4 @@ class Renderer:
 
 def deterministic(preset: Preset) -> Preset:
     """The same preset with every oscillator's random start phase off, so renders repeat exactly."""
-    return preset.with_values(**{f"osc_{i}_random_phase": 0.0 for i in range(1, N_OSCILLATORS + 1)})
+    return preset.with_values(**{f"{osc}_random_phase": 0.0 for osc in OSCILLATORS})

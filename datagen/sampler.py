@@ -3,8 +3,8 @@ modulation routing, in three tiers, deterministic from (seed, sample index, atte
 
 - tier 1, core voice: oscillators, sample/noise, filters 1-2, envelopes 1-2, voice settings. Effects off,
   init wavetables, no modulation.
-- tier 2 adds the effects chain (chorus, compressor, delay, distortion, eq, flanger, phaser, reverb, FX filter)
-  and a wavetable from the catalog per oscillator.
+- tier 2 adds the effects chain (`datagen.registry.EFFECTS`: chorus, compressor, delay, distortion, eq, FX
+  filter, flanger, phaser, reverb) and a wavetable from the catalog per oscillator.
 - tier 3 adds modulation: 1-20 connections from the 32 sources to destinations of audible modules, which
   makes LFOs, random generators and envelopes 3-6 audible (their parameters are sampled too).
 
@@ -26,16 +26,24 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from datagen.dataset import as_stored
-from datagen.preset import N_OSCILLATORS, Modulation, Preset, init_preset
-from datagen.registry import Registry, load_registry
+from datagen.preset import Modulation, Preset, init_preset
+from datagen.registry import (EFFECTS, ENVELOPES, FILTERS, MODULATORS, N_OSCILLATORS, OSCILLATORS, Registry,
+                              load_registry)
 
 LHS_BLOCK = 1024
 MAX_MODULATIONS = 20
 TIERS = (1, 2, 3)
 
-_CORE = re.compile(r"^(osc_[1-3]|sample|filter_[12]|env_[12])$")
-_EFFECTS = re.compile(r"^(chorus|compressor|delay|distortion|eq|flanger|phaser|reverb|filter_fx)$")
-_MODULATORS = re.compile(r"^(lfo_[1-8]|random_[1-4]|env_[3-6])$")
+
+def _either(names: tuple[str, ...]) -> str:
+    """A regex group of module names from the registry's vocabulary: ("osc_1", "osc_2") -> "(osc_1|osc_2)"."""
+    return f"({'|'.join(names)})"
+
+
+_OSC, _FILTER = _either(OSCILLATORS), _either(FILTERS)
+_CORE = re.compile(f"^{_either(OSCILLATORS + ('sample',) + FILTERS + ENVELOPES[:2])}$")  # env 1-2: the voice
+_EFFECTS = re.compile(f"^{_either(EFFECTS)}$")
+_MODULATORS = re.compile(f"^{_either(MODULATORS)}$")
 
 # Controls that stay at the init value: UI-only, MIDI/voice plumbing, or ranges too large to be labels
 # (effect_chain_order has 362 880 permutations, transpose_quantize 8 192 bit masks). On-switches and
@@ -54,12 +62,12 @@ _RANGES = {
     "env_1_hold": (0.0, 0.2),
     "env_1_sustain": (0.2, 1.0),
     "env_1_release": (0.0, 0.5),
-    "osc_[1-3]_level": (0.45, 1.0),
+    f"{_OSC}_level": (0.45, 1.0),
     "sample_level": (0.45, 1.0),
-    "filter_[12]_cutoff": (0.25, 1.0),
-    "filter_[12]_mix": (0.5, 1.0),
-    "osc_[1-3]_transpose": (0.25, 0.75),  # +-24 semitones of the +-48 range
-    "osc_[1-3]_unison_voices": (0.0, 0.5),  # 1-8 voices
+    f"{_FILTER}_cutoff": (0.25, 1.0),
+    f"{_FILTER}_mix": (0.5, 1.0),
+    f"{_OSC}_transpose": (0.25, 0.75),  # +-24 semitones of the +-48 range
+    f"{_OSC}_unison_voices": (0.0, 0.5),  # 1-8 voices
     "[a-z_0-9]+_dry_wet": (0.0, 0.6),  # effects colour the note, never drown it
     "distortion_drive": (0.0, 0.7),
 }
@@ -85,6 +93,24 @@ def sampled_modules(tier: int, registry: Registry) -> list[str]:
         if _CORE.match(m.name) or (tier >= 2 and _EFFECTS.match(m.name)) or (tier >= 3 and _MODULATORS.match(m.name)):
             keep.append(m.name)
     return keep
+
+
+def drawn_switches(tier: int, registry: Registry) -> list[str]:
+    """The on-switches and routing choices `Sampler.sample` draws apart from the free parameters (FIXED keeps
+    them out of the plain draws): oscillators, sample, filters 1-2 and, from tier 2, the effects."""
+    names = [f"osc_{i}_{k}" for i in range(1, N_OSCILLATORS + 1) for k in ("on", "destination")]
+    names += ["sample_on", "sample_destination", "filter_1_on", "filter_2_on"]
+    if tier >= 2:
+        names += [m.on_switch for m in registry.modules if _EFFECTS.match(m.name) and m.on_switch]
+    return names
+
+
+def varied_params(tier: int, registry: Registry) -> frozenset[str]:
+    """Every control the sampler varies at a tier; the rest stay at the init preset in its data, so a model
+    cannot learn them from sound and a metric that counted them would flatter the constant."""
+    modules = set(sampled_modules(tier, registry))
+    free = {p.name for p in registry.params if p.module in modules and not FIXED.search(p.name)}
+    return frozenset(free | set(drawn_switches(tier, registry)))
 
 
 def _seed(*parts: int) -> int:
@@ -154,7 +180,7 @@ class Sampler:
             cat[f"osc_{i + 1}_destination"] = int(rng.choice([0, 1, 2, 4]))
         cat["sample_on"] = int(rng.random() < self.config.p_sample_on)
         cat["sample_destination"] = int(rng.choice([0, 1, 2, 4]))
-        for f in ("filter_1", "filter_2"):
+        for f in FILTERS:
             cat[f"{f}_on"] = int(rng.random() < 0.6)
         wavetables = (None,) * N_OSCILLATORS
         if self.config.tier >= 2:

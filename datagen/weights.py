@@ -11,7 +11,7 @@ floored at `FLOOR` x its mean (a control with no audible effect keeps a small we
 over the measured controls.
 
 Renders run in `workers` threads, each driving its own crash-isolated worker process with one Renderer
-(`datagen.isolation.Worker(fork=True)`): every render happens in a fresh fork of that pristine worker, as
+(`datagen.isolation.ThreadWorkers(fork=True)`): every render happens in a fresh fork of that pristine worker, as
 `generate` renders, because Vital's state depends on process history (a render in a process that rendered
 other presets before differs, up to 0.9 peak on the init preset, and in-process threads would make the
 measurement depend on scheduling). So a control with no effect measures exactly 0. The result is stored in
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,8 +95,8 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
 
     from datagen.dataset import load_catalog, preset_from_row
     from datagen.features import FeatureConfig
-    from datagen.inspect import LABELS, open_checked
-    from datagen.isolation import Worker
+    from datagen.summary import LABELS, open_checked
+    from datagen.isolation import ThreadWorkers
     from datagen.registry import load_registry
     from datagen.render import RenderConfig
 
@@ -131,22 +130,16 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
     base = [preset_from_row(lab, registry=registry, catalog=catalog) for lab in labels]
     render_config = RenderConfig(**json.loads(attrs["render_config"]))
     features = FeatureConfig.from_json(attrs["feature_config"])
-    local = threading.local()
-    lock = threading.Lock()
-    made: list = []
+    isolated = ThreadWorkers(_handler, render_config, features, timeout=300.0, fork=True)  # one per thread
 
     def mel(k: int, j: int | None) -> np.ndarray:
         """(n_mels, n_frames) float32 log-mel of preset k with control j perturbed (None: unchanged)."""
-        if not hasattr(local, "worker"):
-            local.worker = Worker(_handler, render_config, features, timeout=300.0, fork=True)
-            with lock:
-                made.append(local.worker)
         preset = base[k]
         if j is not None:
             preset = preset.with_values(**{names[j]: perturb(preset.continuous[names[j]], delta)})
         what = f"row {rows[k]}" + ("" if j is None else f" with {names[j]} perturbed")
         try:
-            return local.worker.call((preset.to_vital_text(registry), notes[k]), label=what)
+            return isolated.call((preset.to_vital_text(registry), notes[k]), label=what)
         except RuntimeError as e:  # WorkerCrash, or Vital refused the preset
             raise DatasetError(f"{path}: {what}: {e}") from None
 
@@ -173,8 +166,7 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
                 raw[k, m] = max(float(np.mean(np.abs(f.result() - base_mels[k][0]))) - noise[k], 0.0)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on an error: drop what has not started
-        for w in made:
-            w.close()
+        isolated.close()
 
     weights = np.ones(len(names), np.float32)
     weights[measured] = normalise(raw.mean(0)).astype(np.float32)
@@ -203,7 +195,7 @@ def read_weights(path: Path) -> np.ndarray | None:
     """The stored (n_continuous,) float32 importance weights, or None when none were computed."""
     import h5py
 
-    from datagen.inspect import open_checked
+    from datagen.summary import open_checked
 
     path = Path(path)
     attrs = open_checked(path, need=())

@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from datagen.features import FeatureConfig, fit_length
+from datagen.features import prepare as clip_prepare  # inference.audio.prepare reads a file; this one an array
 from inference.pitch import Note, detect_note
 from inference.release import detect_release
 
 log = logging.getLogger(__name__)
 
-# Leading-silence trim: a 5 ms RMS envelope, everything before the first frame within 50 dB of the loudest
-# frame is silence; 5 ms before the onset are kept so the attack is not cut.
-TRIM_FRAME_SECONDS = 0.005
-TRIM_THRESHOLD_DB = -50.0
-TRIM_PREROLL_SECONDS = 0.005
+# Suffixes taken for audio files where only a name can tell (`infer FOLDER`, `benchmark` inputs): the formats
+# soundfile reads, MP3 included (libsndfile >= 1.1). `infer` tries a file it is given by name whatever its suffix.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
 
 
 class AudioError(ValueError):
@@ -125,39 +125,17 @@ def _check_length(path, n: int, *, sample_rate: int, min_samples: int, after: st
                          f"{min_samples / sample_rate:.3f} s (one {min_samples}-sample frame at {sample_rate} Hz)")
 
 
-def trim_leading_silence(audio: np.ndarray, *, sample_rate: int) -> int:
-    """Index of the first sample to keep: 5 ms before the first 5 ms frame within 50 dB of the loudest frame.
-
-    audio: (n,) float. The envelope is taken above 10 Hz (a high-pass started in its steady state), so a DC
-    offset, or the mean of a loud note spread over the silence before it, never counts as sound.
-    """
-    from scipy import signal
-
-    sos = signal.butter(2, 10.0, btype="highpass", fs=sample_rate, output="sos")
-    x = np.asarray(audio, dtype=np.float64)
-    x, _ = signal.sosfilt(sos, x, zi=signal.sosfilt_zi(sos) * x[0])  # (n,) no start-up transient
-    frame = max(1, int(round(TRIM_FRAME_SECONDS * sample_rate)))  # samples
-    n_frames = -(-len(x) // frame)
-    padded = np.zeros(n_frames * frame)
-    padded[: len(x)] = x
-    env = np.sqrt(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1))  # (n_frames,) RMS
-    onset = int(np.argmax(env >= env.max() * 10 ** (TRIM_THRESHOLD_DB / 20)))  # frame index
-    return max(0, onset * frame - int(round(TRIM_PREROLL_SECONDS * sample_rate)))
-
-
 def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: float = 30.0) -> Target:
     """Read `path` and make it what the model hears (see the module docstring). Raises AudioError."""
     sr = features.sample_rate
     clip = _read(path, sample_rate=sr, max_seconds=max_seconds, min_samples=features.n_fft)
     messages = list(clip.messages)
-    audio = clip.audio.astype(np.float64)  # (n,)
-    start = trim_leading_silence(audio, sample_rate=sr)  # blind to DC, so trimming comes first
+    prepared = clip_prepare(clip.audio, sample_rate=sr)  # what data sets do to a render: trim, remove DC
+    audio, start = prepared.audio, prepared.start  # (n,) float64
     if start > 0:
         messages.append(f"trimmed {start / sr:.3f} s of leading silence")
-        audio = audio[start:]
         _check_length(path, len(audio), sample_rate=sr, min_samples=features.n_fft,
                       after=" after trimming leading silence")
-    audio -= audio.mean()  # (n,) DC removed: zero mean over what is kept
     note = detect_note(audio, sample_rate=sr)
     if note.message:
         messages.append(note.message)

@@ -40,11 +40,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 METHODS = ("init", "network", "random", "network+cma", "proposals+evolve")
+UNSEARCHED = ("init", "network", "mean")  # scored as they are
 STARTS = ("init", "network", "proposals")  # what a search starts from ("none" for random search)
 ALIASES = {"random": "none+random", "cma-init": "init+cma"}  # the names of earlier recorded results
 BUDGETS = (0, 200, 500, 2000)
 NOTES = (48, 60, 72)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,18 +77,19 @@ def _key_held(clip, config: BenchmarkConfig) -> float:
 
 
 def parse_method(method: str) -> tuple[str, str | None]:
-    """(start, searcher): "init" / "network" -> (that, None): scored as they are; "<start>+<searcher>" with
+    """(start, searcher): "init" / "network" / "mean" (the network's predict-the-mean constant,
+    `Pipeline.mean_preset`) -> (that, None): scored as they are; "<start>+<searcher>" with
     start in STARTS (or "none") and a searcher registered in inference.search; "random" and "cma-init" are the
     names of "none+random" and "init+cma". ValueError for anything else."""
     from inference.search import SEARCHERS
 
     name = ALIASES.get(method, method)
-    if name in ("init", "network"):
+    if name in UNSEARCHED:
         return name, None
     start, plus, searcher = name.partition("+")
     if plus and start in (*STARTS, "none") and searcher in SEARCHERS:
         return start, searcher
-    raise ValueError(f"method {method!r}: use init, network, random, or <start>+<search> with start in "
+    raise ValueError(f"method {method!r}: use init, network, mean, random, or <start>+<search> with start in "
                      f"{', '.join(STARTS)} and search in {', '.join(SEARCHERS)}")
 
 
@@ -138,38 +139,48 @@ def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):
     return target
 
 
-def _render_twice(preset, *, note: int, features, key_held: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """Two renders from fresh Synths, as the preset stands (random phases included), the key held `key_held` s."""
-    from datagen.render import RenderConfig, Renderer
+def _render_twice(preset, *, note: int, features, render,
+                  key_held: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two mono renders from fresh Synths, as the preset stands (random phases included), `features.duration`
+    long at the sample rate and velocity of `render` (the checkpoint's `datagen.render.RenderConfig`), the key
+    held `key_held` s (None: as `render` holds it)."""
+    from datagen.render import Renderer
 
-    config = RenderConfig(sample_rate=features.sample_rate, render_length=features.duration, note_length=key_held)
+    held = key_held if key_held is not None else render.note_length
+    config = replace(render, render_length=features.duration, note_length=held, mono=True)
     return tuple(Renderer(config).render(preset, note=note) for _ in range(2))
 
 
-def _from_preset(preset, *, name: str, note: int, features, key_held: float = 1.5) -> Clip:
+def _from_preset(preset, *, name: str, note: int, features, render, key_held: float | None = None) -> Clip:
     """preset: a Preset or `.vital` text. The target and its floor go through a 16-bit WAV, as a clip would
-    (so the key-held time the searches use is the detected one, as for any clip)."""
-    first, second = _render_twice(preset, note=note, features=features, key_held=key_held)
+    (so the key-held time the searches use is the detected one, as for any clip). render, key_held: as in
+    `_render_twice`."""
+    key_held = key_held if key_held is not None else render.note_length
+    first, second = _render_twice(preset, note=note, features=features, render=render, key_held=key_held)
     return Clip(name=name, target=_prepared(first, features=features, note=note, name=name), note=note,
                 floor=_prepared(second, features=features, note=note, name=name).audio, key_held=key_held)
 
 
-def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, seed: int = 0,
+def list_clips(inputs, *, features, render, notes=NOTES, max_clips: int | None = None, seed: int = 0,
                split: str | None = None, key_held: tuple[float, ...] = (1.5,)) -> list[PendingClip]:
     """inputs: paths of WAV files, `.vital` files, folders of either (searched recursively), or `.h5` data sets
-    (their test split). split: keep only the `.vital` files of a folder that its README.md lists in that half of
-    the build / score split (`datagen.preset.shared_split`; benchmarks score on "score"). key_held: seconds the
-    key is held in the renders of `.vital` targets, one target per value (short notes: plucks, stabs; names
-    get "~0.3s" unless the only value is the default 1.5 s).
+    (their test split). features, render: the checkpoint's (`Pipeline.features`, `Pipeline.render`): rendered
+    targets are `features.duration` long at the sample rate and velocity of `render`. split: keep only the
+    `.vital` files of a folder that its README.md lists in that half of the build / score split
+    (`datagen.preset.shared_split`; benchmarks score on "score"). key_held: seconds the key is held in the
+    renders of `.vital` targets, one target per value (short notes: plucks, stabs; names get "~0.3s" unless the
+    only value is the default 1.5 s).
     max_clips: keep a random subset of this many targets, drawn with `seed`. Nothing is
     read or rendered yet: `PendingClip.build()` does it (a preset that vita refuses or that is silent at a note
     is then skipped with a warning; a bad WAV raises AudioError). Bad inputs raise ValueError (one line)."""
+    from inference.audio import AUDIO_SUFFIXES
+
     jobs = []  # (name, () -> Clip): targets are listed first and built after subsetting
     for path in map(Path, inputs):
         if not path.exists():
             raise ValueError(f"{path}: no such file or folder")
         if path.suffix in (".h5", ".hdf5"):
-            jobs += _dataset_jobs(path, features=features)
+            jobs += _dataset_jobs(path, features=features, render=render)
             continue
         files = [path] if path.is_file() else sorted(
             f for f in path.rglob("*") if f.suffix.lower() in (".vital", *AUDIO_SUFFIXES))
@@ -188,7 +199,8 @@ def list_clips(inputs, *, features, notes=NOTES, max_clips: int | None = None, s
                 for note in notes:
                     for held in key_held:
                         name = f"{f.stem}@{note}" + ("" if tuple(key_held) == (1.5,) else f"~{held:g}s")
-                        jobs.append((name, _preset_job(f, name=name, note=note, features=features, key_held=held)))
+                        jobs.append((name, _preset_job(f, name=name, note=note, features=features, render=render,
+                                                       key_held=held)))
             elif f.suffix.lower() in AUDIO_SUFFIXES:
                 jobs.append((f.stem, _wav_job(f, features=features)))
             else:
@@ -212,19 +224,20 @@ def _wav_job(path: Path, *, features):
     return build
 
 
-def _preset_job(path: Path, *, name: str, note: int, features, key_held: float):
+def _preset_job(path: Path, *, name: str, note: int, features, render, key_held: float):
     def build() -> Clip | None:
         text = path.read_text(encoding="utf-8", errors="replace")  # the file as Vital reads it: the real sound,
         try:  # custom LFO shapes and sample wavetables included
-            return _from_preset(text, name=name, note=note, features=features, key_held=key_held)
+            return _from_preset(text, name=name, note=note, features=features, render=render, key_held=key_held)
         except Exception as e:  # a preset vita refuses, or a silent render at this note
             log.warning("%s: skipped (%s)", name, str(e).splitlines()[0])
             return None
     return build
 
 
-def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
-    """Rows of a split (the test split: rows no model was trained on), each rendered at its own note."""
+def _dataset_jobs(path: Path, *, features, render, split: str = "test") -> list:
+    """Rows of a split (the test split: rows no model was trained on), each rendered at its own note, the key
+    held as `render` holds it."""
     import h5py
 
     from datagen.dataset import load_catalog, preset_from_row, read_attrs
@@ -242,7 +255,8 @@ def _dataset_jobs(path: Path, *, features, split: str = "test") -> list:
     def job(i: int, row: int):
         def build() -> Clip:
             truth = preset_from_row({k: v[i] for k, v in labels.items()}, registry=registry, catalog=catalog)
-            return _from_preset(truth, name=f"{path.stem}#{row}", note=int(labels["midi_note"][i]), features=features)
+            return _from_preset(truth, name=f"{path.stem}#{row}", note=int(labels["midi_note"][i]), features=features,
+                                render=render)
         return f"{path.stem}#{row}", build
     return [job(i, row) for i, row in enumerate(rows.tolist())]
 
@@ -256,7 +270,7 @@ def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[i
     budget -> (preset, loss, evals, s)."""
     from inference.refine import RefineConfig, refine
 
-    r = refine(starts, clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+    r = refine(starts, clip.target.audio, note=clip.note, render=pipeline.render,
                key_held=key_held, importance=pipeline.importance,
                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
                config=RefineConfig(evals=max(budgets), seed=seed, search=parse_method(method)[1]), pool=pool,
@@ -270,7 +284,7 @@ def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, bank=N
     on_step(method) is called as each method starts (progress)."""
     from inference.objective import render_pool
 
-    with render_pool(config.threads, sample_rate=clip.target.sample_rate, pool=pool) as pool:
+    with render_pool(config.threads, sample_rate=pipeline.render.sample_rate, pool=pool) as pool:
         return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank, on_step=on_step)
 
 
@@ -280,14 +294,14 @@ def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_s
     from inference.objective import FAILED_LOSS, Objective
     from inference.proposals import proposals
 
-    objective = Objective(clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+    objective = Objective(clip.target.audio, note=clip.note, render=pipeline.render,
                           key_held=clip.played)  # scoring: as the clip was played, whatever the search used
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
     t0 = time.perf_counter()
     prediction = pipeline.predict(clip.target)
     predict_s = time.perf_counter() - t0
     starts = {"init": ([init_preset(pipeline.registry)], 0.0), "network": ([prediction.preset], predict_s),
-              "none": ([], 0.0)}
+              "mean": ([pipeline.mean_preset()], 0.0), "none": ([], 0.0)}
     budgets = config.search_budgets
     results = {}  # (method, budget) -> (preset, objective loss (None: from the scoring render), evaluations, s)
     for method in config.methods:
@@ -336,6 +350,11 @@ def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir,
     summaries."""
     from tqdm import tqdm
 
+    from training.checkpoint import CheckpointError
+
+    if "mean" in config.methods and pipeline.baseline is None:
+        raise CheckpointError(f"{pipeline.path}: holds no predict-the-mean baseline (trained before the trainer "
+                              "stored one), so the method 'mean' cannot run")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / "clips.jsonl"
@@ -352,7 +371,7 @@ def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir,
     from inference.objective import render_pool
 
     bar = tqdm(todo, desc="benchmark", unit="clip", disable=not show_progress, dynamic_ncols=True)
-    with render_pool(config.threads, sample_rate=pipeline.features.sample_rate) as pool:  # one for the run
+    with render_pool(config.threads, sample_rate=pipeline.render.sample_rate) as pool:  # one for the run
         for pending in bar:
             bar.set_postfix_str(f"{pending.name}: target")
             clip = pending.build()
@@ -407,6 +426,8 @@ def summarise(clips: list[dict]) -> dict:
     goals = {}
     if ("network", 0) in mss and ("init", 0) in mss:
         goals["network_vs_init_mss"] = mss[("network", 0)] / mss[("init", 0)]
+    if ("network", 0) in mss and ("mean", 0) in mss:
+        goals["network_vs_mean_mss"] = mss[("network", 0)] / mss[("mean", 0)]
     if ("network+cma", 500) in mss and ("cma-init", 500) in mss:
         goals["network_cma_vs_cma_init_500_mss"] = mss[("network+cma", 500)] / mss[("cma-init", 500)]
     return {"clips": len(clips), "table": table, "noise_floor": floor, "goals": goals}
@@ -435,6 +456,10 @@ def markdown(summary: dict) -> str:
     if "network_vs_init_mss" in goals:
         lines.append(f"- network alone / init preset, multi-scale spectral distance: "
                      f"{goals['network_vs_init_mss']:.3f} (below 1: the network is better)")
+    if "network_vs_mean_mss" in goals:
+        g = goals["network_vs_mean_mss"]
+        lines.append(f"- network alone / its predict-the-mean constant, multi-scale spectral distance: {g:.3f} "
+                     f"({(1 - g) * 100:.1f}% lower; goal >= 15%)")
     if "network_cma_vs_cma_init_500_mss" in goals:
         g = goals["network_cma_vs_cma_init_500_mss"]
         lines.append(f"- network+cma / cma-init at 500 evaluations: {g:.3f} ({(1 - g) * 100:.1f}% lower; goal >= 25%)")

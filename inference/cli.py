@@ -11,8 +11,6 @@ import click
 from datagen.console import CliError, Group, Interrupted, check_writable, setup_logging
 from inference.benchmark import BenchmarkConfig
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
-
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -22,11 +20,13 @@ def main(verbose: bool) -> None:
 
 
 checkpoint_option = click.option("-c", "--checkpoint", type=click.Path(path_type=Path), default=None,
-                                 help="Model checkpoint (default: checkpoints/default.pt).")
+                                 help="Model checkpoint (default: the model shipped in the package).")
 
 
 def _inputs(paths: tuple[Path, ...]) -> list[Path]:
     """Files as given; folders expanded to the audio files directly inside them (sorted)."""
+    from inference.audio import AUDIO_SUFFIXES
+
     out = []
     for p in paths:
         if p.is_dir():
@@ -163,8 +163,8 @@ def _one(o, pipeline, *, config, bank, quiet) -> dict:
                     title=f"{o.source.name} at {export.note_name(note.midi)}")
         final = list(spectra.values())[-1]
     elif o.wav is not None:
-        final = export.render(result.preset, note=note.midi, sample_rate=sr, seconds=pipeline.features.duration,
-                              key_held=result.target.key_held)
+        final = export.render(result.preset, note=note.midi, config=pipeline.render,
+                              seconds=pipeline.features.duration, key_held=result.target.key_held)
     if o.wav is not None:
         export.write_wav(final, o.wav, sample_rate=sr)
     tutorial_source = None
@@ -351,8 +351,8 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
             raise CliError(f"{output}: cannot make this output folder ({e.strerror or e})") from None
         check_writable(output / "clips.jsonl")
         pipeline = Pipeline.from_checkpoint(checkpoint)
-        clips = list_clips(inputs, features=pipeline.features, notes=note_list, max_clips=max_clips, seed=seed,
-                           split=split, key_held=held)
+        clips = list_clips(inputs, features=pipeline.features, render=pipeline.render, notes=note_list,
+                           max_clips=max_clips, seed=seed, split=split, key_held=held)
         if not clips:
             raise CliError("no targets to score")
         click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "

@@ -2,8 +2,9 @@
 
 `build_app(pipeline)` returns the `gr.Blocks`; `launch(checkpoint, host, port, share)` is what
 `python -m inference demo` runs. Every upload goes through `run()`, which calls the same library functions as
-the `infer` command (`match.match`, `export.export / render / plot`, `tutorial.describe / tutorial`): there is
-no second implementation of the main job.
+the `infer` command (`match.match`, `export.export / render / plot`, `describe.describe`, `tutorial.tutorial`):
+there is no second implementation of the main job. The preset is described once per upload; the cards, the
+route table and the tutorial all read that one `describe.PresetView`.
 
 Reliability:
 - Bad uploads (not audio, too short, silent, too long, too large) end in a readable message in the page
@@ -34,6 +35,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.describe import PresetView
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +160,8 @@ def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, search
     from inference.match import match
     from inference.proposals import load_bank
     from inference.refine import RefineConfig
-    from inference.tutorial import describe, tutorial
+    from inference.describe import describe
+    from inference.tutorial import tutorial
 
     t0 = time.perf_counter()
     check_upload(path, max_bytes=max_bytes, max_seconds=max_seconds)
@@ -184,7 +190,9 @@ def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, search
     confidence = {**result.prediction.confidence,
                   **{f"osc_{i}_wavetable": c for i, c in enumerate(result.prediction.wavetable_confidence, start=1)}}
     described = describe(result.preset, registry=pipeline.registry, confidence=confidence)
-    tut = tutorial(result.preset, registry=pipeline.registry, note=note_text, confidence=result.prediction.confidence)
+    # The cards also show the wavetable choices' confidence; the tutorial carries the parameters' only, as
+    # `infer --tutorial` does, so both commands write the same tutorial for the same preset.
+    tut = tutorial(described.with_confidence(result.prediction.confidence), note=note_text)
     elapsed = time.perf_counter() - t0
     done = f"Done in {elapsed:.1f} s: `{vital.name}` is ready to download."
     if r is not None:
@@ -231,43 +239,39 @@ def _percent(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _value(s: dict) -> str:
-    v = _escape(s["value"])
-    return f"{v} ({_escape(s['hz'])})" if s.get("hz") else v
-
-
 _CARD = ("border:1px solid var(--border-color-primary,#ddd);border-radius:8px;padding:6px 10px;"
          "background:var(--block-background-fill,#fff)")
 _CELL = "padding:1px 4px;border:none;vertical-align:top"
 
 
-def _preset_html(d: dict) -> str:
-    """The preset by module (`tutorial.describe`), one card per active module in Vital's own display values,
-    with the network's confidence beside each choice it made (categorical settings, wavetables)."""
+def _preset_html(d: PresetView) -> str:
+    """The preset by module (a `describe.PresetView`), one card per active module in Vital's own display
+    values, with the network's confidence beside each choice it made (categorical settings, wavetables)."""
     from html import escape
 
-    parts = [f"<h3>{escape(d['name']) if d.get('name') else 'Predicted preset'}</h3>"]
-    sections = [(title, d[key]) for key, title in _SECTIONS if d[key]] + [("Global", [d["voice"]])]
+    parts = [f"<h3>{escape(d.name) if d.name else 'Predicted preset'}</h3>"]
+    titles = dict(_SECTIONS)
+    sections = [(titles[key], modules) for key, modules in d.sections if modules] + [("Global", [d.voice])]
     for title, modules in sections:
         parts.append(f"<h4 style='margin:12px 0 6px'>{title}</h4><div style='display:grid;"
                      "grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px'>")
         for m in modules:
             notes = []
-            if "position" in m:
-                notes.append(f"#{m['position']} in the effect chain")
-            if m.get("inputs") is not None:
-                notes.append("fed by " + (", ".join(m["inputs"]) if m["inputs"] else "nothing"))
-            if m.get("modulates"):
-                notes.append("modulates " + ", ".join(m["modulates"]))
+            if m.position is not None:
+                notes.append(f"#{m.position} in the effect chain")
+            if m.inputs is not None:
+                notes.append("fed by " + (", ".join(m.inputs) if m.inputs else "nothing"))
+            if m.modulates:
+                notes.append("modulates " + ", ".join(m.modulates))
             rows = []
-            for st in m["settings"]:
-                value = escape(st["value"]) + (f" ({escape(st['hz'])})" if st.get("hz") else "")
-                conf = (f" <span title='confidence of this choice' style='opacity:.6'>{_percent(st['confidence'])}"
-                        "</span>" if "confidence" in st else "")
-                rows.append(f"<tr><td style='{_CELL}'>{escape(st['label'])}</td>"
+            for st in m.settings:
+                value = escape(st.value) + (f" ({escape(st.hz)})" if st.hz else "")
+                conf = (f" <span title='confidence of this choice' style='opacity:.6'>{_percent(st.confidence)}"
+                        "</span>" if st.confidence is not None else "")
+                rows.append(f"<tr><td style='{_CELL}'>{escape(st.label)}</td>"
                             f"<td style='{_CELL};text-align:right'><b>{value}</b>{conf}</td></tr>")
             note_html = f"<div style='font-size:.8em;opacity:.7'>{escape('; '.join(notes))}</div>" if notes else ""
-            parts.append(f"<div style='{_CARD}'><div style='font-weight:600'>{escape(m['title'])}</div>{note_html}"
+            parts.append(f"<div style='{_CARD}'><div style='font-weight:600'>{escape(m.title)}</div>{note_html}"
                          "<table style='width:100%;font-size:.85em;border-collapse:collapse;border:none;"
                          "margin:2px 0 0'>"
                          f"{''.join(rows)}</table></div>")
@@ -275,18 +279,19 @@ def _preset_html(d: dict) -> str:
     return "\n".join(parts)
 
 
-def _routes_md(d: dict, confidence: tuple[float, ...]) -> str:
-    routes = d["modulation"]
+def _routes_md(d: PresetView, confidence: tuple[float, ...]) -> str:
+    """The view's modulation routes as a Markdown table, with the network's confidence in each route."""
+    routes = d.modulation
     if not routes:
         return "### Modulation routes\n\nNo modulation routes: the sound is static apart from its envelopes."
     lines = ["### Modulation routes", "", "| Source | Destination | Amount | Options | Confidence |",
              "|---|---|---|---|---|"]
     for i, r in enumerate(routes):
-        options = ", ".join(x for x, on in (("bipolar", r["bipolar"]), ("stereo", r["stereo"])) if on)
-        if r["power"]:
-            options += (", " if options else "") + f"power {r['power']:+.3g}"
+        options = ", ".join(x for x, on in (("bipolar", r.bipolar), ("stereo", r.stereo)) if on)
+        if r.power:
+            options += (", " if options else "") + f"power {r.power:+.3g}"
         conf = _percent(confidence[i]) if i < len(confidence) else ""
-        lines.append(f"| {_escape(r['source_label'])} | {_escape(r['destination_label'])} | {r['amount_text']} | "
+        lines.append(f"| {_escape(r.source_label)} | {_escape(r.destination_label)} | {r.amount_text} | "
                      f"{options} | {conf} |")
     return "\n".join(lines)
 
@@ -367,7 +372,7 @@ def serve(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False
 
 def launch(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            *, max_upload_mb: float = MAX_UPLOAD_MB, max_seconds: float = MAX_SECONDS) -> None:
-    """Load a checkpoint (default: checkpoints/default.pt; CheckpointError with one line) and serve the demo
+    """Load a checkpoint (default: the shipped model; CheckpointError with one line) and serve the demo
     until interrupted. Local by default; share=True also opens a public gradio.live link."""
     from inference.predict import Pipeline
 

@@ -31,13 +31,13 @@ def export(preset, path: str | Path, *, name: str, comments: str = "", registry=
     return write_vital(replace(preset, meta=meta), path, registry=registry)
 
 
-def render(preset, *, note: int, sample_rate: int, seconds: float, key_held: float | None = None) -> np.ndarray:
-    """(samples,) float32 mono render of `preset` at `note`, the key held `key_held` seconds (default: 3/4 of
-    the time, as in training; `RenderConfig.for_clip`)."""
-    from datagen.render import RenderConfig, Renderer
+def render(preset, *, note: int, config, seconds: float, key_held: float | None = None) -> np.ndarray:
+    """(samples,) float32 mono render of `preset` at `note`, `seconds` long at the sample rate and velocity of
+    `config` (a `datagen.render.RenderConfig`: the checkpoint's, `Pipeline.render`), the key held `key_held`
+    seconds (default: as in training, 3/4 of the time at most; `RenderConfig.for_clip`)."""
+    from datagen.render import Renderer
 
-    config = RenderConfig.for_clip(seconds=seconds, sample_rate=sample_rate, key_held=key_held)
-    return Renderer(config).render(preset, note=note)
+    return Renderer(config.for_clip(seconds=seconds, key_held=key_held)).render(preset, note=note)
 
 
 def write_wav(audio: np.ndarray, path: str | Path, *, sample_rate: int) -> Path:
@@ -100,11 +100,11 @@ def held_text(target) -> str:
 def match_audio(result, *, pipeline) -> dict[str, np.ndarray]:
     """{"target", "prediction"[, "refined"]}: (samples,) audio at the clip's note and key-held time, the target
     as the model heard it; "refined" only when refinement ran."""
-    sr, seconds, note = pipeline.features.sample_rate, pipeline.features.duration, result.note.midi
+    config, seconds, note = pipeline.render, pipeline.features.duration, result.note.midi
     held = result.target.key_held
     audio = {"target": result.target.audio,
-             "prediction": render(result.prediction.preset, note=note, sample_rate=sr, seconds=seconds, key_held=held)}
+             "prediction": render(result.prediction.preset, note=note, config=config, seconds=seconds, key_held=held)}
     if result.refinement is not None:
-        audio["refined"] = render(result.refinement.preset, note=note, sample_rate=sr, seconds=seconds,
+        audio["refined"] = render(result.refinement.preset, note=note, config=config, seconds=seconds,
                                   key_held=held)
     return audio

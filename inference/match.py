@@ -49,7 +49,7 @@ def match(path: str | Path, pipeline, *, refine=None, bank=None, show_progress: 
     if refine is not None:
         starts = proposals(target, pipeline, n=min(refine.proposals, refine.evals), prediction=prediction,
                            bank=bank, seed=refine.seed)
-        refinement = run_refine(starts, target.audio, note=target.note.midi, sample_rate=target.sample_rate,
+        refinement = run_refine(starts, target.audio, note=target.note.midi, render=pipeline.render,
                                 key_held=target.key_held, importance=pipeline.importance,
                                 registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
                                 config=refine, show_progress=show_progress, on_progress=on_progress)

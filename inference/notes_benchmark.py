@@ -1,8 +1,8 @@
 """How well `inference.audio` reads a clip's note and key-held time, on renders of real presets.
 
-`run(paths)` renders every preset (fresh Synth per render, velocity 0.8, 2 s, as `inference benchmark` renders
-its targets), writes each render as a 16-bit WAV and reads it back with `inference.audio.prepare`, exactly as
-`infer` would, then scores:
+`run(paths)` renders every preset (fresh Synth per render; by default velocity 0.8, 2 s, as `inference benchmark`
+renders its targets with the shipped model), writes each render as a 16-bit WAV and reads it back with
+`inference.audio.prepare`, exactly as `infer` would, then scores:
 
 - pitch, at MIDI `notes` with the key held 1.5 s: the share of clips whose detected pitch class is the key's
   (every oscillator, sample and voice transpose in the shared presets is a whole number of octaves, so the key's
@@ -105,18 +105,25 @@ def find_vital(paths) -> list[Path]:
 
 
 def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_PRESETS,
-        length_note: int = LENGTH_NOTE, features=None, prepare=None) -> dict:
+        length_note: int = LENGTH_NOTE, features=None, render=None, prepare=None) -> dict:
     """Render the presets under `paths` and score the note reader (see the module docstring).
 
     key_held: () skips the note-length part. features: a `datagen.features.FeatureConfig` (default: the model's);
+    render: a `datagen.render.RenderConfig` whose sample rate and velocity the renders take (a checkpoint's,
+    `Pipeline.render`; default: the training data's defaults at the features' sample rate); clips are
+    `features.duration` long;
     prepare: the reader to score (default `inference.audio.prepare`; any function of (path, features=...) giving
     an object with `.note` and, for the length part, `.key_held` and `.held_to_end`).
     Returns {"pitch": {summary}, "pitch_rows": [...], "length": {summary}, "length_rows": [...]} (plain types).
     """
     from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
     from inference.benchmark import wav_target  # the clip as a 16-bit WAV, read back as infer reads it
 
     features = features or FeatureConfig()
+    render = render or RenderConfig(sample_rate=features.sample_rate)
+    if render.sample_rate != features.sample_rate:
+        raise ValueError(f"renders at {render.sample_rate} Hz, the features are at {features.sample_rate} Hz")
     presets = find_vital(paths)
     if not presets:
         raise ValueError("no .vital files found")
@@ -124,7 +131,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
     pitch_rows = []
     for preset in presets:
         for note in notes:
-            audio = _render(texts[preset], note=note, held=PITCH_KEY_HELD, features=features)
+            audio = _render(texts[preset], note=note, held=PITCH_KEY_HELD, features=features, render=render)
             if audio is None:
                 log.warning("%s at note %d: skipped (silent or refused)", preset, note)
                 continue
@@ -145,15 +152,15 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
                                                  .round().astype(int).tolist()))]
         for preset in chosen:
             for held in key_held:
-                audio = _render(texts[preset], note=length_note, held=held, features=features)
+                audio = _render(texts[preset], note=length_note, held=held, features=features, render=render)
                 if audio is None:
                     log.warning("%s held %.2f s: skipped (silent or refused)", preset, held)
                     continue
                 target = wav_target(audio, features=features, prepare=prepare)
                 detected = float(target.key_held)
                 # what Vital makes of the detected time: held to the end is rendered held past the clip's end
-                again = _render(texts[preset], note=length_note, held=held, features=features)
-                as_detected = _render(texts[preset], note=length_note, features=features,
+                again = _render(texts[preset], note=length_note, held=held, features=features, render=render)
+                as_detected = _render(texts[preset], note=length_note, features=features, render=render,
                                       held=features.duration + 1.0 if target.held_to_end else max(detected, 0.01))
                 floor = envelope_distance(audio, again, sample_rate=features.sample_rate)
                 distance = envelope_distance(audio, as_detected, sample_rate=features.sample_rate)
@@ -167,11 +174,14 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
             "length": _length_summary(length_rows), "length_rows": length_rows}
 
 
-def _render(text: str, *, note: int, held: float, features) -> np.ndarray | None:
-    """(n,) float32 mono render from a fresh Synth, or None when vita refuses the preset or it is silent."""
-    from datagen.render import RenderConfig, Renderer
+def _render(text: str, *, note: int, held: float, features, render) -> np.ndarray | None:
+    """(n,) float32 mono render from a fresh Synth, `features.duration` long at the sample rate and velocity of
+    `render`, or None when vita refuses the preset or it is silent."""
+    from dataclasses import replace
 
-    config = RenderConfig(sample_rate=features.sample_rate, note_length=held, render_length=features.duration)
+    from datagen.render import Renderer
+
+    config = replace(render, note_length=held, render_length=features.duration, mono=True)
     try:
         audio = Renderer(config).render(text, note=note)
     except Exception as e:  # a preset vita refuses

@@ -33,19 +33,21 @@ POWER_FLOOR = 1e-4
 
 class Objective:
     """loss(preset) = mel MR-STFT distance between its render at `note` and the target. Renders go through a
-    `RenderPool`; `scores` computes each loss in the pool's thread as its render arrives. Thread-safe."""
+    `RenderPool`; `scores` computes each loss in the pool's thread as its render arrives. Thread-safe.
 
-    def __init__(self, target: np.ndarray, *, note: int, sample_rate: int, key_held: float | None = None):
+    target: (samples,) mono at `render.sample_rate`. render: the base `datagen.render.RenderConfig` (a checkpoint's,
+    `Pipeline.render`: its sample rate and velocity); candidates render the length of the target with the key held
+    `key_held` seconds (None: as `render` holds it, 3/4 of the target at most; `RenderConfig.for_clip`)."""
+
+    def __init__(self, target: np.ndarray, *, note: int, render, key_held: float | None = None):
         import auraloss
         import torch
 
-        from datagen.render import RenderConfig
-
         self.note = int(note)
         n = len(target)
+        sample_rate = render.sample_rate
         # the key held as long as in the clip when known, else as training data holds it
-        self.render_config = RenderConfig.for_clip(seconds=n / sample_rate, sample_rate=sample_rate,
-                                                   key_held=key_held)
+        self.render_config = render.for_clip(seconds=n / sample_rate, key_held=key_held)
         self.target = torch.from_numpy(_normalised(np.asarray(target, np.float32)))[None, None]  # (1, 1, n)
         self.n = n
         self._stft = auraloss.freq.MultiResolutionSTFTLoss(

@@ -1,8 +1,9 @@
 """Prediction: a checkpoint and a prepared clip -> a Vital preset, with confidences and the played note.
 
 `Pipeline.from_checkpoint(path)` rebuilds everything from the checkpoint alone (model config, feature
-config, wavetable catalog, importance weights) and refuses a checkpoint made for another registry
-fingerprint (`training.checkpoint.load`, `torch.load(weights_only=True)`: a checkpoint is data, never code).
+config, render config, wavetable catalog, importance weights) and refuses a checkpoint made for another
+registry fingerprint (`training.checkpoint.load`, `torch.load(weights_only=True)`: a checkpoint is data, never
+code).
 `Pipeline.predict(target)` runs the network once and decodes its heads through `training.decode`.
 """
 
@@ -17,7 +18,15 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default.pt"
+DEFAULT_MODEL = "assets/model.pt"  # inside the inference package (package data), made by `training export`
+
+
+def default_checkpoint() -> Path:
+    """Where the shipped model is in this install (a wheel or the source tree), found with importlib.resources
+    so `pip install .` works from any folder."""
+    from importlib import resources
+
+    return Path(str(resources.files("inference").joinpath(DEFAULT_MODEL)))
 
 
 @dataclass(frozen=True)
@@ -41,20 +50,24 @@ class Pipeline:
         self.model, self.path, self.device = model, Path(path), device
         parts = contents(ckpt, self.path)  # CheckpointError when missing or corrupt
         self.features, self.catalog, self.tier = parts.features, parts.catalog, parts.tier
+        self.render = parts.render  # datagen.render.RenderConfig: how its training data was rendered; every
+        #                             render of a candidate takes its sample rate and velocity (`for_clip`)
         self.registry = load_registry()  # equal to the checkpoint's: the fingerprint was checked on load
         self.predicted_categorical = tuple(model.config.predicted_categorical)
         n = len(self.registry.continuous)
         self.importance = np.asarray(ckpt.get("importance") or np.ones(n), np.float64)  # (n_continuous,)
+        self.baseline = ckpt.get("baseline")  # training.baseline's constant, as the trainer stored it (or None)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu") -> "Pipeline":
-        """Load a checkpoint (default: checkpoints/default.pt). Raises CheckpointError with one line."""
+        """Load a checkpoint (default: the model shipped in the package). Raises CheckpointError with one line."""
         from training import checkpoint
 
-        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-        if path == DEFAULT_CHECKPOINT and not path.is_file():
-            raise checkpoint.CheckpointError(
-                f"no default checkpoint at {path}; pass one with -c (train one with `python -m training train`)")
+        if path is None:
+            path = default_checkpoint()
+            if not path.is_file():
+                raise checkpoint.CheckpointError(f"no default model in this install ({path}); pass a checkpoint "
+                                                 "with -c (train one with `python -m training train`)")
         ckpt = checkpoint.load(path)
         model = checkpoint.build_model(ckpt, path).to(device)
         return cls(model=model, ckpt=ckpt, path=path, device=device)
@@ -77,6 +90,28 @@ class Pipeline:
         rng = np.random.default_rng(seed)
         return [d.preset for d in decode(outputs, registry=self.registry, catalog=self.catalog,
                                          predicted_categorical=self.predicted_categorical, rng=rng, jitter=jitter)]
+
+    def mean_preset(self):
+        """The constant the network must beat: the predict-the-mean outputs of its training data
+        (`training.baseline`, stored by the trainer) decoded like a prediction, with no modulation. None for
+        a checkpoint trained before the trainer stored it."""
+        import torch
+
+        from training.baseline import baseline_outputs
+        from training.decode import decode
+        from training.losses import build_mask_spec
+
+        if self.baseline is None:
+            return None
+        config = self.model.config
+        fit = {"continuous": np.asarray(self.baseline["continuous"], np.float32),
+               "categorical": dict(zip(self.predicted_categorical, self.baseline["categorical"])),
+               "wavetable": np.asarray(self.baseline["wavetable"], np.int64)}
+        outputs = baseline_outputs(fit, batch_size=1, spec=build_mask_spec(self.registry, tier=self.tier),
+                                   predicted_categorical=self.predicted_categorical, n_wavetables=config.n_wavetables)
+        outputs["modulation"] = torch.full((1, 5, config.n_sources, config.n_destinations), -20.0)  # no routes
+        return decode(outputs, registry=self.registry, catalog=self.catalog,
+                      predicted_categorical=self.predicted_categorical)[0].preset
 
     def predict(self, target, *, threshold: float = 0.5) -> Prediction:
         """target: an `inference.audio.Target` (mono audio at the model's rate, fitted, with its note)."""

@@ -41,11 +41,13 @@ class RefineConfig:
             raise ValueError(f"unknown search {self.search!r}; choose one of {', '.join(SEARCHERS)}")
 
 
-def refine(starts, target: np.ndarray, *, note: int, sample_rate: int, importance: np.ndarray, registry,
+def refine(starts, target: np.ndarray, *, note: int, render, importance: np.ndarray, registry,
            config: RefineConfig = RefineConfig(), key_held: float | None = None, catalog=None, tier: int = 3,
            pool=None, show_progress: bool = True, on_progress=None, snapshots: tuple[int, ...] = ()) -> Refinement:
     """Search from `starts` (a preset, or a list: the first is the reference) towards `target` ((samples,) mono
-    at sample_rate), rendering with the key held `key_held` seconds (None: `RenderConfig.for_clip`'s default).
+    at render.sample_rate), rendering with the key held `key_held` seconds (None: `RenderConfig.for_clip`'s
+    default). render: the base `datagen.render.RenderConfig` (the checkpoint's, `Pipeline.render`: sample rate,
+    velocity).
     catalog / tier: the wavetables discrete moves may choose and the sampler tier of random draws (the
     checkpoint's; default: the procedural catalog, tier 3). pool: a `datagen.pool.RenderPool` to share (default:
     one of `config.threads` workers for this call). on_progress(done, total, best_loss) after each batch (the
@@ -53,11 +55,11 @@ def refine(starts, target: np.ndarray, *, note: int, sample_rate: int, importanc
     from datagen.wavetables import default_catalog
 
     starts = list(starts) if isinstance(starts, (list, tuple)) else [starts]
-    objective = Objective(target, note=note, sample_rate=sample_rate, key_held=key_held)
+    objective = Objective(target, note=note, render=render, key_held=key_held)
     ctx = Context(registry=registry, importance=np.asarray(importance, np.float64),
                   catalog=catalog if catalog is not None else default_catalog(), tier=tier, seed=config.seed,
                   sigma=config.sigma, max_params=config.max_params)
-    with render_pool(config.threads, sample_rate=sample_rate, pool=pool) as pool:
+    with render_pool(config.threads, sample_rate=render.sample_rate, pool=pool) as pool:
         return search(config.search, starts, objective, pool=pool, budget=config.evals, ctx=ctx,
                       snapshots=snapshots, timeout=config.timeout, show_progress=show_progress,
                       on_progress=on_progress)

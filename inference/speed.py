@@ -70,7 +70,7 @@ def bench_speed(pipeline, clip, *, evals: int = 500, threads: int = 2, repeats: 
         latencies.append(time.perf_counter() - t0)
     start = deterministic(prediction.preset)
     key_held = target.key_held
-    objective = Objective(target.audio, note=target.note.midi, sample_rate=target.sample_rate, key_held=key_held)
+    objective = Objective(target.audio, note=target.note.midi, render=pipeline.render, key_held=key_held)
     names = audible_params(start, registry=pipeline.registry, importance=pipeline.importance,
                            limit=RefineConfig.max_params)
     cands = candidates(start, names=names, n=n_candidates)
@@ -79,7 +79,7 @@ def bench_speed(pipeline, clip, *, evals: int = 500, threads: int = 2, repeats: 
     out = {"load_s": load_seconds, "predict_median_s": statistics.median(latencies), "predict_max_s": max(latencies),
            "threads": threads, "candidates": n_candidates, "note": note, "key_held_s": config.note_length,
            "clip_seconds": float(np.round(target.duration, 3))}
-    with render_pool(threads, sample_rate=target.sample_rate) as pool:
+    with render_pool(threads, sample_rate=pipeline.render.sample_rate) as pool:
         objective.scores(cands[:threads], pool=pool, base=start)  # start the workers (spawn ~1 s, not timed)
         for _round in range(2):  # alternate, so a slow moment of the machine hits every design alike
             for name, fn in [
@@ -101,7 +101,7 @@ def bench_speed(pipeline, clip, *, evals: int = 500, threads: int = 2, repeats: 
     distance_s = (time.perf_counter() - t0) / 10
     per_candidate_cpu = threads / out["pool_base_renders_per_s"]  # core-seconds per candidate, all included
     out.update({"objective_ms": 1000 * distance_s, "objective_share": distance_s / per_candidate_cpu})
-    r = refine(prediction.preset, target.audio, note=note, sample_rate=target.sample_rate, key_held=key_held,
+    r = refine(prediction.preset, target.audio, note=note, render=pipeline.render, key_held=key_held,
                importance=pipeline.importance, registry=pipeline.registry,
                config=RefineConfig(evals=evals, threads=threads), show_progress=False)
     out.update({"refine_evaluations": r.evaluations, "refine_wall_s": r.seconds,

@@ -9,7 +9,8 @@ import soundfile as sf
 
 from datagen.features import FeatureConfig
 import inference.pitch as pitch_module
-from inference.audio import AudioError, prepare, read_audio, trim_leading_silence
+from datagen.features import leading_silence
+from inference.audio import AudioError, prepare, read_audio
 from inference.pitch import Note, Template, _split_notes, detect_note, harmonic_template
 from inference.release import detect_release
 
@@ -203,8 +204,8 @@ def test_leading_silence_trimmed_dc_removed_rms_normalised(tmp_path, caplog):
 
 def test_trim_keeps_five_ms_before_the_onset():
     audio = np.concatenate([np.zeros(1000), np.ones(500), -np.ones(500)])
-    assert trim_leading_silence(audio, sample_rate=SR) == 1000 // 220 * 220 - 220  # 5 ms frames of 220 samples
-    assert trim_leading_silence(tone(220.0, 0.1), sample_rate=SR) == 0
+    assert leading_silence(audio, sample_rate=SR) == 1000 // 220 * 220 - 220  # 5 ms frames of 220 samples
+    assert leading_silence(tone(220.0, 0.1), sample_rate=SR) == 0
 
 
 def test_no_loudness_normalisation_when_target_is_none(tmp_path):

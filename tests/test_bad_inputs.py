@@ -112,6 +112,7 @@ def ckpt_dict(tiny_checkpoint):
 
 @pytest.mark.parametrize("case, fragments", [
     ("no feature_config", ["incomplete checkpoint, no feature_config"]),
+    ("no render_config", ["incomplete checkpoint, no render_config"]),
     ("corrupt catalog", ["corrupt wavetable_catalog (not a wavetable catalog"]),
     ("catalog not JSON", ["corrupt wavetable_catalog (wavetable catalog is not JSON"]),
     ("bad feature_config", ["corrupt feature_config"]),
@@ -120,6 +121,8 @@ def test_an_incomplete_checkpoint_is_one_line(case, fragments, ckpt_dict, tmp_pa
     ckpt = dict(ckpt_dict)
     if case == "no feature_config":
         del ckpt["feature_config"]
+    elif case == "no render_config":
+        del ckpt["render_config"]
     elif case == "corrupt catalog":
         ckpt["wavetable_catalog"] = json.dumps({"format": "something else", "tables": []})
     elif case == "catalog not JSON":

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from datagen.preset import read_vital
 from datagen.render import RenderConfig, Renderer, deterministic
-from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, list_clips, markdown, read_lines,
-                                 summarise)
+from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, list_clips, markdown, parse_method,
+                                 read_lines, summarise)
 from inference.cli import main
 from inference.metrics import score
 from inference.predict import Pipeline
@@ -47,21 +47,22 @@ def run_dir(tmp_path_factory, tiny_checkpoint, targets):
 
 
 def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkpoint):
-    clips = [p.build() for p in list_clips([targets], features=pipeline.features, notes=(48, 60))]
+    kw = dict(features=pipeline.features, render=pipeline.render)
+    clips = [p.build() for p in list_clips([targets], notes=(48, 60), **kw)]
     assert [c.name for c in clips] == ["pluck_g3", "saw_pluck@48", "saw_pluck@60"]
     assert [c.note for c in clips] == [55, 48, 60]  # the WAV's note is detected; a preset's is stated
     assert clips[0].floor is None and clips[1].floor.shape == clips[1].target.audio.shape
     assert all(c.target.audio.shape == (pipeline.features.n_samples,) for c in clips)
-    fixed = _from_preset(deterministic(read_vital(SAW_PLUCK)), name="fixed", note=48, features=pipeline.features)
+    fixed = _from_preset(deterministic(read_vital(SAW_PLUCK)), name="fixed", note=48, **kw)
     assert max(score(fixed.floor, fixed.target.audio).values()) < 1e-9  # no random phase: no noise floor
     data = tiny_checkpoint.parent.parent / "tiny.h5"
-    rows = [build() for _, build in _dataset_jobs(data, features=pipeline.features, split="train")[:3]]
+    rows = [build() for _, build in _dataset_jobs(data, split="train", **kw)[:3]]
     assert len(rows) == 3 and all(c.name.startswith("tiny#") and c.note == 60 for c in rows)
     assert all(c.floor.shape == c.target.audio.shape for c in rows)
-    some = [c.name for c in list_clips([targets], features=pipeline.features, notes=(48, 60, 72), max_clips=2, seed=1)]
+    some = [c.name for c in list_clips([targets], notes=(48, 60, 72), max_clips=2, seed=1, **kw)]
     assert len(some) == 2 and set(some) < {"pluck_g3", "saw_pluck@48", "saw_pluck@60", "saw_pluck@72"}
-    assert some == [c.name for c in list_clips([targets], features=pipeline.features, notes=(48, 60, 72),
-                                               max_clips=2, seed=1)]  # the same subset for the same seed
+    assert some == [c.name for c in list_clips([targets], notes=(48, 60, 72), max_clips=2, seed=1,
+                                               **kw)]  # the same subset for the same seed
 
 
 def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):
@@ -70,7 +71,8 @@ def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):
     saw = read_vital(SAW_PLUCK, registry=registry)
     config = RenderConfig(render_length=0.5)
     target = Renderer(config).render(saw.with_values(filter_1_cutoff=0.4), note=48)
-    kw = dict(note=48, sample_rate=44100, importance=pipeline.importance, registry=registry, show_progress=False)
+    kw = dict(note=48, render=pipeline.render, importance=pipeline.importance, registry=registry,
+              show_progress=False)
     long = refine(saw, target, config=RefineConfig(evals=48, threads=2, max_params=6), snapshots=(1, 24, 48), **kw)
     short = refine(saw, target, config=RefineConfig(evals=24, threads=2, max_params=6), **kw)
     assert long.snapshots[24].loss == short.final_loss and long.snapshots[24].evaluations == short.evaluations
@@ -191,3 +193,30 @@ def test_bench_target_scores_pitch_and_length(tmp_path):
     assert out["length"]["cases"] == 1 and out["length_rows"][0]["error"] <= 0.05
     bad = CliRunner().invoke(main, ["bench-target", "-i", str(SAW_PLUCK), "--notes", "200"])
     assert bad.exit_code == 2 and bad.output == "error: --notes must be MIDI notes 0..127, got '200'\n"
+
+
+def test_mean_is_the_checkpoints_baseline_decoded(pipeline, tiny_checkpoint, targets, tmp_path):
+    """The "mean" method renders the network's predict-the-mean constant: the train split's masked means and
+    modes as the trainer stored them, no modulation; a checkpoint without it is refused in one line."""
+    import torch
+
+    base = pipeline.baseline
+    preset = pipeline.mean_preset()
+    cont = pipeline.registry.continuous
+    assert len(base["continuous"]) == len(cont) and len(base["categorical"]) == len(pipeline.predicted_categorical)
+    assert [preset.continuous[p.name] for p in cont] == pytest.approx(base["continuous"], abs=1e-6)
+    for col, k in zip(pipeline.predicted_categorical, base["categorical"]):
+        assert preset.categorical[pipeline.registry.categorical[col].name] == k
+    assert preset.modulations == ()
+    assert parse_method("mean") == ("mean", None)
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    del ckpt["baseline"]
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    assert Pipeline.from_checkpoint(old).mean_preset() is None
+    result = CliRunner().invoke(main, ["benchmark", "-i", str(targets), "-c", str(old), "-o", str(tmp_path / "out"),
+                                       "--methods", "init,mean", "--budgets", "0"])
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert last.startswith("error: ") and "holds no predict-the-mean baseline" in last

@@ -33,3 +33,59 @@ def test_code_in_a_checkpoint_is_refused(tmp_path):
     torch.save({"format_version": FORMAT_VERSION, "x": Evil()}, path)
     with pytest.raises(CheckpointError, match="refused, it holds Python objects"):
         load(path)
+
+
+def _parts(**change) -> dict:
+    """The parts `contents` reads, as a training run writes them (defaults), with `change` applied (None: drop)."""
+    from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
+    from datagen.wavetables import default_catalog
+
+    parts = {"feature_config": FeatureConfig().to_json(), "render_config": RenderConfig().to_json(),
+             "wavetable_catalog": default_catalog().to_json(), "tier": 3}
+    parts.update(change)
+    return {k: v for k, v in parts.items() if v is not None}
+
+
+def test_a_trained_checkpoint_carries_its_data_sets_render_config(tiny_checkpoint):
+    from datagen.dataset import read_attrs
+    from datagen.render import RenderConfig
+    from training.checkpoint import contents, slim
+
+    stored = read_attrs(tiny_checkpoint.parent.parent / "tiny.h5")["render_config"]
+    ckpt = load(tiny_checkpoint)
+    assert ckpt["render_config"] == stored  # the data set's JSON, unchanged
+    assert contents(ckpt, tiny_checkpoint).render == RenderConfig.from_json(stored) == RenderConfig()
+    shipped = slim(ckpt)  # what `training export` writes keeps it
+    assert shipped["render_config"] == stored and contents(shipped, tiny_checkpoint).render == RenderConfig()
+
+
+def test_contents_reads_a_non_default_render_config(tmp_path):
+    from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
+    from training.checkpoint import contents
+
+    render = RenderConfig(sample_rate=22050, velocity=0.5, note_length=0.25, render_length=0.5)
+    got = contents(_parts(render_config=render.to_json(), feature_config=FeatureConfig(
+        sample_rate=22050, duration=0.5, f_max=11025.0).to_json()), tmp_path / "c.pt")
+    assert got.render == render and (got.render.velocity, got.render.sample_rate) == (0.5, 22050)
+
+
+@pytest.mark.parametrize("render_config, fragment", [
+    (None, "incomplete checkpoint, no render_config"),
+    ("{not json", "corrupt render_config (Expecting property name"),
+    ('{"sample_rate": 44100, "colour": 3}', "unexpected keyword argument 'colour'"),
+    ('{"velocity": 2.0}', "corrupt render_config (bad render config"),
+    ("[1, 2]", "corrupt render_config ("),
+    (3, "corrupt render_config ("),
+    ('{"sample_rate": 48000}', "corrupt render_config (renders at 48000 Hz, the features are at 44100 Hz)"),
+])
+def test_a_missing_or_corrupt_render_config_is_one_line(render_config, fragment, tmp_path):
+    from training.checkpoint import contents
+
+    ckpt = _parts(render_config=render_config)
+    assert ("render_config" in ckpt) == (render_config is not None)
+    with pytest.raises(CheckpointError) as e:
+        contents(ckpt, tmp_path / "c.pt")
+    line = str(e.value)
+    assert line.startswith(f"{tmp_path / 'c.pt'}: ") and fragment in line and "\n" not in line, line

@@ -17,11 +17,11 @@ from datagen.preset import init_preset
 from datagen.render import RenderConfig
 from training.checkpoint import load
 from training.cli import main
-from training.data import PresetDataset, collate
+from training.data import PresetDataset, collate, routed_from_slots
 from training.decode import decode
 from training.evaluate import (EvaluateConfig, ItemAudio, MetricSums, evaluate, render_config, spectral_distance,
                                write_report)
-from training.losses import build_mask_spec, masks, metrics
+from training.losses import build_mask_spec, masks, metrics, routed_sources
 from training.model import ModelConfig, PresetEstimator, model_config_for
 from training.train import TrainConfig, train
 
@@ -105,8 +105,10 @@ def test_perfect_prediction_scores_exactly(tiny, registry):
     assert r["modulation_precision"] == 1.0 and r["modulation_recall"] == 1.0
     assert r["modulation_amount_mae"] == 0.0 and (r["modulation_tp"], r["modulation_fp"]) == (n_mod, 0)
     assert set(r["categorical_accuracy_by_param"].values()) <= {1.0, None}
-    mask = masks(spec, batch["categorical"])
+    mask = masks(spec, batch["categorical"], routed_sources(batch["modulation"]))
     assert r["continuous_count"] == int(mask["continuous"].sum())
+    # the rows leave some modulator unrouted, so the routes do mask something here
+    assert r["continuous_count"] < int(masks(spec, batch["categorical"])["continuous"].sum())
     assert r["wavetable_count"] == int((batch["categorical"][:, list(sums.osc_switch)] == 1).sum())
 
 
@@ -135,7 +137,7 @@ def test_batches_aggregate_exactly_and_groups_partition(tiny, registry):
         (ref["modulation_tp"], ref["modulation_fp"], ref["modulation_fn"])
     assert r["modulation_amount_mae"] == pytest.approx(ref["modulation_amount_mae"], rel=1e-6)
     # the closed form of the MAE, in numpy
-    m = masks(spec, whole["categorical"])["continuous"].numpy()
+    m = masks(spec, whole["categorical"], routed_sources(whole["modulation"]))["continuous"].numpy()
     err = np.abs(out["continuous"].numpy().astype(np.float64) - whole["continuous"].numpy())
     assert r["continuous_mae"] == pytest.approx((m * err).sum() / m.sum(), rel=1e-9)
     counts = r["continuous_count_by_group"]
@@ -154,7 +156,10 @@ def test_report_counts_and_ranges(report, tiny, registry):
     assert report["n_items"] == len(ds) == N_PRESETS and report["split"] == "all" and report["tier"] == 3
     with h5py.File(tiny, "r") as f:
         cat = torch.from_numpy(f["categorical"][:].astype(np.int64))
-    m = masks(build_mask_spec(registry, tier=3), cat)
+        routed = routed_from_slots(f["modulation"][:], n_sources=len(registry.sources))
+    # the stored slots and the dense batch the evaluator sees name the same routed sources
+    assert torch.equal(routed, routed_sources(_batch(ds, registry, range(N_PRESETS))["modulation"]))
+    m = masks(build_mask_spec(registry, tier=3), cat, routed)
     assert report["continuous_count"] == int(m["continuous"].sum())
     for key in ("categorical_accuracy", "wavetable_accuracy", "modulation_recall"):
         assert 0.0 <= report[key] <= 1.0, key
@@ -189,8 +194,9 @@ def test_baseline_is_the_masked_train_mean(report, tiny, registry):
     with h5py.File(tiny, "r") as f:
         cont = f["continuous"][:].astype(np.float64)
         cat = f["categorical"][:].astype(np.int64)
+        routed = routed_from_slots(f["modulation"][:], n_sources=len(registry.sources))
     spec = build_mask_spec(registry, tier=3)
-    m = masks(spec, torch.from_numpy(cat))
+    m = masks(spec, torch.from_numpy(cat), routed)
     mc = m["continuous"].numpy().astype(np.float64)
     mean = np.where(mc.sum(0) > 0, (mc * cont).sum(0) / np.maximum(mc.sum(0), 1), cont.mean(0)).astype(np.float32)
     mse = (mc * (cont - mean) ** 2).sum() / mc.sum()

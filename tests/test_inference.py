@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from datagen.features import FeatureConfig, log_mel
 from datagen.preset import Modulation, read_vital
 from datagen.registry import MODULATION_SLOTS
-from datagen.render import Renderer, deterministic
+from datagen.render import RenderConfig, Renderer, deterministic
 from inference import export
 from inference import predict as predict_module
 from inference.audio import prepare
@@ -111,12 +111,12 @@ def test_checkpoint_for_another_registry_is_refused(ckpt, tmp_path):
 
 
 def test_missing_default_checkpoint_says_pass_c(monkeypatch, tmp_path, clips):
-    monkeypatch.setattr(predict_module, "DEFAULT_CHECKPOINT", tmp_path / "nothing" / "default.pt")
-    with pytest.raises(CheckpointError, match="no default checkpoint at .*; pass one with -c"):
+    monkeypatch.setattr(predict_module, "default_checkpoint", lambda: tmp_path / "nothing" / "model.pt")
+    with pytest.raises(CheckpointError, match="no default model in this install .*; pass a checkpoint with -c"):
         Pipeline.from_checkpoint()
     r = CliRunner().invoke(main, ["infer", "-i", str(clips / "c48.wav"), "-o", str(tmp_path / "o.vital")],
                            catch_exceptions=False)
-    one_line_error(r, "pass one with -c")
+    one_line_error(r, "pass a checkpoint with -c")
 
 
 # ---- export --------------------------------------------------------------------------------------------
@@ -170,12 +170,12 @@ def pool():
 
 
 def loss_of(preset, audio, pool) -> float:
-    return Objective(audio, note=48, sample_rate=44100).scores([preset], pool=pool)[0][0]
+    return Objective(audio, note=48, render=RenderConfig()).scores([preset], pool=pool)[0][0]
 
 
 def refine_task(task, registry, **config):
     start, audio = task
-    return refine(start, audio, note=48, sample_rate=44100, importance=np.ones(len(registry.continuous)),
+    return refine(start, audio, note=48, render=RenderConfig(), importance=np.ones(len(registry.continuous)),
                   registry=registry, config=RefineConfig(threads=2, seed=0, **config), show_progress=False)
 
 

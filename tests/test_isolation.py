@@ -1,9 +1,11 @@
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from datagen.isolation import INJECT_SEGFAULT_ENV, IsolatedRenderer, RenderCrash
+from datagen.isolation import INJECT_SEGFAULT_ENV, IsolatedRenderer, RenderCrash, ThreadWorkers
 from datagen.render import RenderConfig, RenderError, Renderer, deterministic
 
 
@@ -46,3 +48,29 @@ def test_hang_is_reported(init):
     with IsolatedRenderer(RenderConfig(render_length=30.0, note_length=1.0), timeout=0.05) as r:
         with pytest.raises(RenderCrash, match="hung for more than 0.05 s"):
             r.render(init, name="slow")
+
+
+def _echo(tag):
+    return lambda request: (tag, request)
+
+
+def test_thread_workers_one_worker_per_thread_reused_and_closed_together():
+    together = threading.Barrier(2)  # both jobs run at once, so on two threads
+
+    def job(name):
+        together.wait(timeout=30)
+        assert workers.call(1, label=name) == ("tag", 1)
+        first = workers.worker()
+        assert workers.call(2, label=name) == ("tag", 2)
+        assert workers.worker() is first and first.pid is not None  # the same thread reuses its worker
+        return first
+
+    with ThreadWorkers(_echo, "tag", timeout=60.0, fork=True) as workers:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            made = [f.result() for f in [pool.submit(job, f"thread {i}") for i in range(2)]]
+        assert made[0] is not made[1] and made[0].pid != made[1].pid  # two threads, two processes
+        assert {id(w) for w in workers.workers} == {id(w) for w in made}
+        workers.close()
+        assert all(w.pid is None for w in made)
+        workers.close()  # idempotent
+    assert all(w.pid is None for w in made)  # and the with block closes once more without complaint

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from training.losses import (LossConfig, PresetLoss, build_mask_spec, importance_weights, masks, metrics,
-                             modulation_parts, modulation_ramp)
+                             modulation_parts, modulation_ramp, routed_sources)
 
 LOG2 = math.log(2.0)
 S, D = 32, 428
@@ -56,10 +57,14 @@ def test_mask_spec_from_registry(registry):
     # 15 modules with a switch hold 242 parameters; the 15 switches never mask themselves -> 227
     n_switched = int((spec.continuous_switch >= 0).sum() + (spec.categorical_switch >= 0).sum())
     assert n_switched == 227
-    # lfo 8 x 12 + random 4 x 8 + env_3..6 4 x 9 = 164 parameters are unheard at tiers 1-2
-    for tier, unheard in ((0, 0), (1, 164), (2, 164), (3, 0)):
-        s = build_mask_spec(registry, tier=tier)
-        assert int((s.continuous_heard == 0).sum() + (s.categorical_heard == 0).sum()) == unheard
+    # real presets (tier 0) vary everything; each sampler tier varies more than the one below it
+    unheard = [int((s.continuous_heard == 0).sum() + (s.categorical_heard == 0).sum())
+               for s in (build_mask_spec(registry, tier=t) for t in (0, 1, 2, 3))]
+    assert unheard[0] == 0 and unheard[1] > unheard[2] > unheard[3] > 0
+    # lfo 8 x 12 + random 4 x 8 + env_3..6 4 x 9 = 164 parameters belong to modulators (sources)
+    assert int((spec.continuous_source >= 0).sum() + (spec.categorical_source >= 0).sum()) == 164
+    assert spec.continuous_source[cont_col(registry, "lfo_2_frequency")] == registry.sources.index("lfo_2")
+    assert spec.continuous_source[cont_col(registry, "env_1_attack")] == -1
     assert spec.continuous_switch[cont_col(registry, "osc_2_level")] == cat_col(registry, "osc_2_on")
     assert spec.categorical_switch[cat_col(registry, "osc_2_on")] == -1
     with pytest.raises(ValueError, match="tier"):
@@ -67,7 +72,7 @@ def test_mask_spec_from_registry(registry):
 
 
 def test_osc_2_masked_by_its_switch_and_switch_never_masked(registry):
-    spec = build_mask_spec(registry, tier=3)
+    spec = build_mask_spec(registry, tier=0)  # real presets: no control is constant, only switches mask
     cat = switches_on(registry)
     cat[0, cat_col(registry, "osc_2_on")] = 0  # row 0: osc 2 off; row 1: on
     m = masks(spec, cat)
@@ -86,6 +91,7 @@ def test_osc_2_masked_by_its_switch_and_switch_never_masked(registry):
 def test_lfo_masked_at_tiers_1_2_only(registry):
     cat = switches_on(registry)
     for tier, expected in ((0, 1.0), (1, 0.0), (2, 0.0), (3, 1.0)):
+        # routed=None counts every modulator as routed: this is the static (sampler) mask alone
         m = masks(build_mask_spec(registry, tier=tier), cat)
         assert m["continuous"][:, cont_col(registry, "lfo_1_frequency")].tolist() == [expected] * 2
         assert m["continuous"][:, cont_col(registry, "env_3_attack")].tolist() == [expected] * 2
@@ -93,19 +99,44 @@ def test_lfo_masked_at_tiers_1_2_only(registry):
         assert m["continuous"][:, cont_col(registry, "env_1_attack")].tolist() == [1.0] * 2  # env 1/2 are heard
 
 
-def test_global_parameter_never_masked(registry):
+def test_global_parameter_masked_only_where_the_sampler_keeps_it_constant(registry):
     off = torch.zeros(2, 159, dtype=torch.int64)  # every switch off
-    for tier in (0, 1, 2, 3):
+    for tier, expected in ((0, 1.0), (1, 0.0), (2, 0.0), (3, 0.0)):
         m = masks(build_mask_spec(registry, tier=tier), off)
-        assert m["continuous"][:, cont_col(registry, "volume")].tolist() == [1.0, 1.0]
-        assert m["categorical"][:, cat_col(registry, "polyphony")].tolist() == [1.0, 1.0]
+        assert m["continuous"][:, cont_col(registry, "volume")].tolist() == [expected] * 2
+        assert m["categorical"][:, cat_col(registry, "polyphony")].tolist() == [expected] * 2
+    # what the sampler draws apart from the free parameters is learnt at every tier
+    m = masks(build_mask_spec(registry, tier=1), off)
+    assert m["categorical"][:, cat_col(registry, "osc_3_on")].tolist() == [1.0, 1.0]
+    assert m["categorical"][:, cat_col(registry, "filter_2_on")].tolist() == [1.0, 1.0]
+
+
+def test_modulator_heard_only_in_rows_that_route_it(registry):
+    spec = build_mask_spec(registry, tier=3)
+    cat = switches_on(registry)
+    routed = torch.zeros(2, len(registry.sources))
+    routed[1, registry.sources.index("lfo_1")] = 1.0  # row 1 routes lfo_1 somewhere, row 0 routes nothing
+    m = masks(spec, cat, routed)
+    assert m["continuous"][:, cont_col(registry, "lfo_1_frequency")].tolist() == [0.0, 1.0]
+    assert m["categorical"][:, cat_col(registry, "lfo_1_sync")].tolist() == [0.0, 1.0]
+    assert m["continuous"][:, cont_col(registry, "lfo_2_frequency")].tolist() == [0.0, 0.0]
+    assert m["continuous"][:, cont_col(registry, "osc_1_level")].tolist() == [1.0, 1.0]  # not a modulator
+    # the dense target and the stored slots name the same routed sources
+    from training.data import routed_from_slots
+
+    slots = -np.ones((2, 64, 6), np.float32)
+    slots[1, 0, :2] = [registry.sources.index("lfo_1"), 3]
+    dense = torch.zeros(2, 5, len(registry.sources), len(registry.destinations))
+    dense[1, 0, registry.sources.index("lfo_1"), 3] = 1.0
+    assert torch.equal(routed_sources(dense), routed)
+    assert torch.equal(routed_from_slots(slots, n_sources=len(registry.sources)), routed)
 
 
 # ------------------------------------------------------------------------------------------ continuous
 
 
 def test_continuous_loss_by_hand(registry):
-    spec = build_mask_spec(registry, tier=3)
+    spec = build_mask_spec(registry, tier=0)
     a, b, g, hidden = (cont_col(registry, n) for n in ("osc_1_level", "volume", "filter_1_cutoff", "osc_2_level"))
     raw = torch.ones(293)
     raw[a], raw[b] = 1.5, 0.5  # mean exactly 1: weights are 1.5, 0.5, 1 elsewhere
@@ -117,7 +148,8 @@ def test_continuous_loss_by_hand(registry):
     out["continuous"][1, b] += 0.3  # weight 0.5
     out["continuous"][1, hidden] += 0.5  # osc 2 off in row 1: masked
     r = loss(out, batch, epoch=0)
-    expected = (1.5 * 0.2**2 + 0.1**2 + 0.5 * 0.3**2) / (293 + 293 - 17)  # = 0.115 / 569
+    # real-preset masks; no row routes a modulator, so its 100 continuous controls are masked in both rows
+    expected = (1.5 * 0.2**2 + 0.1**2 + 0.5 * 0.3**2) / (193 + 193 - 17)  # = 0.115 / 369
     assert r["loss/continuous"].item() == pytest.approx(expected, rel=1e-5)
     assert r["loss"].item() == pytest.approx(expected, rel=1e-5)  # everything else is 0 at epoch 0
 
@@ -126,22 +158,27 @@ def test_continuous_loss_by_hand(registry):
 
 
 def test_categorical_label_smoothing_and_mask(registry):
-    spec = build_mask_spec(registry, tier=3)
-    dest, on, poly = (cat_col(registry, n) for n in ("osc_2_destination", "osc_2_on", "polyphony"))
-    predicted = [dest, on, poly]
+    spec = build_mask_spec(registry, tier=0)  # real presets: no control is constant; switches and routes mask
+    dest, on, poly, sync = (cat_col(registry, n)
+                            for n in ("osc_2_destination", "osc_2_on", "polyphony", "lfo_1_sync"))
+    predicted = [dest, on, poly, sync]
     loss = PresetLoss(spec=spec, predicted_categorical=predicted, importance=None,
                       config=LossConfig(label_smoothing=0.1))
     batch, out = batch_and_outputs(registry, predicted)
     batch["categorical"][1, on] = 0  # row 1: osc 2 off -> its destination is masked there
     batch["categorical"][:, dest] = torch.tensor([3, 5])
     batch["categorical"][:, poly] = torch.tensor([7, 31])
+    batch["categorical"][:, sync] = torch.tensor([2, 4])  # 5 classes
+    # row 1 routes lfo_1 (to destination 0): its sync is heard there; row 0 routes nothing, so it is masked
+    batch["modulation"][1, 0, registry.sources.index("lfo_1"), 0] = 1.0
     g = torch.Generator().manual_seed(0)
     out["categorical"] = [torch.randn(2, registry.categorical[i].n_classes, generator=g) for i in predicted]
     r = loss(out, batch, epoch=0)
 
     ce = [F.cross_entropy(z, batch["categorical"][:, i], label_smoothing=0.1, reduction="none")
           for z, i in zip(out["categorical"], predicted)]
-    expected = (ce[0][0] + ce[1][0] + ce[1][1] + ce[2][0] + ce[2][1]) / 5  # (row 1, destination) masked
+    # 8 entries, 2 masked: (row 1, destination) as osc 2 is off, (row 0, lfo_1_sync) as lfo_1 is unrouted
+    expected = (ce[0][0] + ce[1][0] + ce[1][1] + ce[2][0] + ce[2][1] + ce[3][1]) / 6
     assert r["loss/categorical"].item() == pytest.approx(expected.item(), rel=1e-6)
 
     # label smoothing in closed form: (1 - eps) * NLL(target) + eps * mean over classes of NLL
@@ -149,16 +186,27 @@ def test_categorical_label_smoothing_and_mask(registry):
     assert ce[2][0].item() == pytest.approx((0.9 * -logp[7] - 0.1 * logp.mean()).item(), rel=1e-6)
 
     # a masked entry contributes nothing, however wrong
-    out["categorical"][0][1] = torch.tensor([-1e4] * 5 + [1e4] * 9)
+    out["categorical"][0][1] = torch.tensor([-1e4] * 5 + [1e4] * 9)  # (row 1, destination): osc 2 off
+    out["categorical"][3][0] = torch.tensor([1e4, 1e4, -1e4, 1e4, 1e4])  # (row 0, lfo_1_sync): unrouted
     assert loss(out, batch, epoch=0)["loss/categorical"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+    # at tier 3 the sampler never varies polyphony: it is masked in both rows, the other 4 entries remain
+    tier3 = PresetLoss(spec=build_mask_spec(registry, tier=3), predicted_categorical=predicted, importance=None,
+                       config=LossConfig(label_smoothing=0.1))
+    expected3 = (ce[0][0] + ce[1][0] + ce[1][1] + ce[3][1]) / 4
+    assert tier3(out, batch, epoch=0)["loss/categorical"].item() == pytest.approx(expected3.item(), rel=1e-6)
 
 
 def test_categorical_uniform_logits_give_log_classes(registry):
     predicted = [cat_col(registry, n) for n in ("osc_2_destination", "polyphony")]  # 14 and 32 classes
-    loss = PresetLoss(spec=build_mask_spec(registry, tier=3), predicted_categorical=predicted, importance=None)
+    loss = PresetLoss(spec=build_mask_spec(registry, tier=0), predicted_categorical=predicted, importance=None)
     batch, out = batch_and_outputs(registry, predicted)
     r = loss(out, batch, epoch=0)
+    # tier 0 (real presets): all 4 entries count, 2 rows of each
     assert r["loss/categorical"].item() == pytest.approx((math.log(14) + math.log(32)) / 2, rel=1e-6)
+    # tier 3: polyphony is never varied, so it is masked in both rows; only the 2 destination entries count
+    loss = PresetLoss(spec=build_mask_spec(registry, tier=3), predicted_categorical=predicted, importance=None)
+    assert loss(out, batch, epoch=0)["loss/categorical"].item() == pytest.approx(math.log(14), rel=1e-6)
     with pytest.raises(ValueError, match="categorical heads"):
         loss({**out, "categorical": out["categorical"][:1]}, batch, epoch=0)
     with pytest.raises(ValueError, match="distinct"):
@@ -235,7 +283,8 @@ def test_importance_normalised_then_clipped():
 
 
 def test_total_is_weighted_sum_and_gradients_flow(registry):
-    predicted = [cat_col(registry, n) for n in ("osc_1_destination", "filter_1_on", "polyphony")]
+    # polyphony is never varied at tier 1: its head must get no gradient; the other three are heard
+    predicted = [cat_col(registry, n) for n in ("osc_1_destination", "filter_1_on", "filter_1_model", "polyphony")]
     cfg = LossConfig(weight_continuous=2.0, weight_categorical=0.5, weight_modulation=3.0)
     raw = torch.linspace(0.01, 5.0, 293)
     loss = PresetLoss(spec=build_mask_spec(registry, tier=1), predicted_categorical=predicted,
@@ -260,11 +309,15 @@ def test_total_is_weighted_sum_and_gradients_flow(registry):
     assert all(r[k].item() > 0 for k in ("loss/continuous", "loss/categorical", "loss/modulation_amount"))
 
     r["loss"].backward()
-    grads = [leaves["continuous"].grad, mod.grad, *(z.grad for z in leaves["categorical"])]
+    grads = [leaves["continuous"].grad, mod.grad, *(z.grad for z in leaves["categorical"][:3])]
     assert all(gr is not None and torch.isfinite(gr).all() and gr.abs().sum() > 0 for gr in grads)
+    assert torch.equal(leaves["categorical"][3].grad, torch.zeros(2, 32))  # polyphony: constant at tier 1
     assert mod.grad[0, 1, 5, 9] != 0 and mod.grad[0, 1, 5, 10] == 0  # amount: active cell only
     lfo = cont_col(registry, "lfo_1_frequency")
     assert leaves["continuous"].grad[:, lfo].tolist() == [0.0, 0.0]  # tier 1: LFOs unheard
+    # row 0 routes source 5 (env_5), but tier 1 never varies env 5: the static mask wins over the route
+    assert registry.sources[5] == "env_5"
+    assert leaves["continuous"].grad[:, cont_col(registry, "env_5_attack")].tolist() == [0.0, 0.0]
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -272,21 +325,31 @@ def test_total_is_weighted_sum_and_gradients_flow(registry):
 
 def test_metrics_by_hand(registry):
     spec = build_mask_spec(registry, tier=3)
-    dest, poly = cat_col(registry, "osc_2_destination"), cat_col(registry, "polyphony")
-    batch, out = batch_and_outputs(registry, [dest, poly])
+    lfo_1 = registry.sources.index("lfo_1")
+    dest, model, sync = (cat_col(registry, n) for n in ("osc_2_destination", "filter_1_model", "lfo_1_sync"))
+    batch, out = batch_and_outputs(registry, [dest, model, sync])
     batch["categorical"][1, cat_col(registry, "osc_2_on")] = 0
-    out["continuous"][0, 0] += 0.3  # (0.09) / (293 + 276) unmasked entries
-    batch["categorical"][:, poly] = torch.tensor([0, 4])  # logits all 0 -> argmax 0: row 0 right, row 1 wrong
-    out["categorical"][0][1, 2] = 5.0  # masked (osc 2 off in row 1): not counted
-    # presence: true cells a, b, c; predicted a, b, d -> tp 2, fp 1, fn 1; amount errors on tp 0.1, 0.3
-    batch["modulation"][0, 0, 0, 0] = batch["modulation"][0, 0, 1, 1] = batch["modulation"][1, 0, 2, 2] = 1.0
+    # presence: true cells a, b, c; predicted a, b, d -> tp 2, fp 1, fn 1; amount errors on tp 0.1, 0.3.
+    # Row 0 routes aftertouch and env_1 (no modulator controls), row 1 routes lfo_1 (cell c).
+    batch["modulation"][0, 0, 0, 0] = batch["modulation"][0, 0, 1, 1] = batch["modulation"][1, 0, lfo_1, 2] = 1.0
     out["modulation"][:, 0] = -1.0
     out["modulation"][0, 0, 0, 0] = out["modulation"][0, 0, 1, 1] = out["modulation"][1, 0, 3, 3] = 1.0
     out["modulation"][0, 1, 0, 0], out["modulation"][0, 1, 1, 1] = 0.1, -0.3
-    out["modulation"][1, 1, 2, 2] = 0.9  # a false negative's amount is not counted
-    r = metrics(out, batch, spec, [dest, poly])
-    assert r["continuous_mse"] == pytest.approx(0.09 / 569, rel=1e-5) and r["continuous_count"] == 569
-    assert r["categorical_count"] == 3 and r["categorical_accuracy"] == pytest.approx(2 / 3)  # dest 0 ok, poly 1/2
+    out["modulation"][1, 1, lfo_1, 2] = 0.9  # a false negative's amount is not counted
+    # continuous: tier 3 varies 276 of the 293 controls. Row 0: 276 - 100 modulator controls (none routed) = 176;
+    # row 1: 276 - 100 + 7 (lfo_1's continuous controls, routed) - 16 (osc 2's varied controls, osc 2 off) = 167
+    out["continuous"][0, cont_col(registry, "osc_1_level")] += 0.3  # counted: 0.09
+    out["continuous"][1, cont_col(registry, "lfo_1_frequency")] += 0.2  # counted (lfo_1 routed in row 1): 0.04
+    out["continuous"][0, cont_col(registry, "lfo_1_frequency")] += 0.5  # masked: row 0 does not route lfo_1
+    out["continuous"][:, cont_col(registry, "volume")] += 0.4  # masked: the sampler never varies volume
+    # categorical: destination in row 0 only (osc 2 off in row 1), filter model in both, lfo_1_sync in row 1 only
+    batch["categorical"][:, model] = torch.tensor([0, 4])  # logits all 0 -> argmax 0: row 0 right, row 1 wrong
+    batch["categorical"][:, sync] = torch.tensor([3, 0])  # row 0 wrong but masked (lfo_1 unrouted), row 1 right
+    out["categorical"][0][1, 2] = 5.0  # masked (osc 2 off in row 1): not counted
+    r = metrics(out, batch, spec, [dest, model, sync])
+    assert r["continuous_mse"] == pytest.approx(0.13 / 343, rel=1e-5) and r["continuous_count"] == 343
+    # 4 counted: destination row 0 ok, filter model 1 of 2, lfo_1_sync row 1 ok
+    assert r["categorical_count"] == 4 and r["categorical_accuracy"] == pytest.approx(3 / 4)
     assert (r["modulation_tp"], r["modulation_fp"], r["modulation_fn"]) == (2, 1, 1)
     assert r["modulation_precision"] == pytest.approx(2 / 3) and r["modulation_recall"] == pytest.approx(2 / 3)
     assert r["modulation_amount_mae"] == pytest.approx(0.2, rel=1e-6)

@@ -32,6 +32,32 @@ def test_bad_note_and_config(init):
         RenderConfig(render_length=0)
 
 
+def test_for_clip_keeps_the_base_sample_rate_and_velocity():
+    """A clip's render takes the base config's (a checkpoint's) rate and velocity, its own length, and the key
+    held as the clip holds it; else as the base holds it, 3/4 of the clip at most (never past its end)."""
+    base = RenderConfig(sample_rate=22050, velocity=0.5, note_length=1.0, render_length=3.0, mono=False)
+    assert base.for_clip(seconds=2.0) == RenderConfig(sample_rate=22050, velocity=0.5, note_length=1.0,
+                                                      render_length=2.0, mono=True)
+    assert base.for_clip(seconds=1.0).note_length == 0.75  # 3/4 of a 1 s clip
+    assert base.for_clip(seconds=2.0, key_held=0.3) == RenderConfig(sample_rate=22050, velocity=0.5, note_length=0.3,
+                                                                    render_length=2.0)
+    assert base.for_clip(seconds=2.0, key_held=5.0).note_length == 2.0  # held to the end
+    assert base.for_clip(seconds=2.0, key_held=0.0).note_length == 1e-3
+    assert RenderConfig().for_clip(seconds=2.0) == RenderConfig()  # the defaults: 1.5 s of 2 s, 44100 Hz, 0.8
+    assert RenderConfig().for_clip(seconds=1.0, key_held=None).note_length == 0.75
+
+
+def test_render_config_json_round_trip():
+    config = RenderConfig(sample_rate=48000, velocity=0.6, note_length=0.25, render_length=0.5, mono=False)
+    assert RenderConfig.from_json(config.to_json()) == config
+    assert json.loads(RenderConfig().to_json()) == {"mono": True, "note_length": 1.5, "render_length": 2.0,
+                                                    "sample_rate": 44100, "velocity": 0.8}
+    with pytest.raises(TypeError):
+        RenderConfig.from_json(json.dumps({"sample_rate": 44100, "colour": 3}))
+    with pytest.raises(ValueError, match="bad render config"):
+        RenderConfig.from_json(json.dumps({"velocity": 2.0}))
+
+
 def test_refused_json_raises_render_error():
     with pytest.raises(RenderError, match="refused"):
         Renderer().render("{not json")

@@ -8,7 +8,7 @@ import pytest
 
 from datagen.pool import RenderPool
 from datagen.preset import init_preset, read_vital
-from datagen.render import Renderer, deterministic
+from datagen.render import RenderConfig, Renderer, deterministic
 from datagen.wavetables import default_catalog
 from inference.objective import Objective
 from inference.search import SEARCHERS, Context, search
@@ -31,7 +31,7 @@ def task(registry):
     audio = Renderer().render(deterministic(saw), note=48)[:22050]
     init = init_preset(registry)
     starts = [init, perturbed(registry, init, 1), perturbed(registry, init, 2)]
-    objective = Objective(audio, note=48, sample_rate=44100, key_held=0.3)
+    objective = Objective(audio, note=48, render=RenderConfig(), key_held=0.3)
     ctx = Context(registry=registry, importance=np.ones(len(registry.continuous)), catalog=default_catalog(), seed=3)
     return starts, objective, ctx
 
@@ -113,7 +113,6 @@ def test_the_detected_key_held_time_is_what_makes_the_true_preset_best(registry,
     import soundfile as sf
 
     from datagen.features import FeatureConfig
-    from datagen.render import RenderConfig
     from inference.audio import prepare
 
     saw = deterministic(read_vital(SAW_PLUCK, registry=registry)).with_values(env_1_sustain=0.8)
@@ -123,8 +122,8 @@ def test_the_detected_key_held_time_is_what_makes_the_true_preset_best(registry,
         sf.write(f"{d}/pluck.wav", audio, 44100)
         target = prepare(f"{d}/pluck.wav", features=FeatureConfig())
     assert abs(target.key_held - 0.3) < 0.05 and not target.held_to_end
-    detected = Objective(target.audio, note=48, sample_rate=44100, key_held=target.key_held)
-    fixed = Objective(target.audio, note=48, sample_rate=44100, key_held=1.5)
+    detected = Objective(target.audio, note=48, render=RenderConfig(), key_held=target.key_held)
+    fixed = Objective(target.audio, note=48, render=RenderConfig(), key_held=1.5)
     at_detected = detected.scores([saw], pool=pool)[0][0]
     at_fixed = fixed.scores([saw], pool=pool)[0][0]
     assert at_detected < 0.1 < 2.0 < at_fixed

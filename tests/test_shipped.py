@@ -9,10 +9,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from datagen.preset import read_vital
-from datagen.render import Renderer
+from datagen.render import RenderConfig, Renderer
 from inference.audio import prepare
 from inference.cli import main
-from inference.predict import DEFAULT_CHECKPOINT, Pipeline
+from inference.predict import Pipeline, default_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.wav"))
@@ -27,10 +27,11 @@ def pipeline():
 def test_the_default_checkpoint_is_small_half_precision_and_loads(pipeline):
     import torch
 
-    assert DEFAULT_CHECKPOINT.stat().st_size < 50e6
-    ckpt = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    assert default_checkpoint().stat().st_size < 50e6
+    ckpt = torch.load(default_checkpoint(), map_location="cpu", weights_only=True)
     assert {t.dtype for t in ckpt["model"].values() if t.is_floating_point()} == {torch.float16}
     assert "optimizer" not in ckpt and pipeline.tier == 3
+    assert pipeline.render == RenderConfig()  # trained on renders at 44100 Hz, velocity 0.8, key held 1.5 s of 2 s
     assert len(pipeline.importance) == len(pipeline.registry.continuous)
 
 

@@ -40,6 +40,8 @@ def test_loss_falls_and_checkpoints_rebuild(tiny, tmp_path, registry):
     model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"], strict=True)
     assert FeatureConfig.from_json(ckpt["feature_config"]).duration == 0.5
+    # the data set's render config, not the defaults: inference renders candidates like the training rows
+    assert RenderConfig.from_json(ckpt["render_config"]) == RenderConfig(render_length=0.5, note_length=0.25)
 
 
 def test_gradient_accumulation_steps_once_per_window(tiny, tmp_path):

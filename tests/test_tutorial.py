@@ -7,10 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from datagen.display import effect_order, tidy
 from datagen.preset import Modulation, read_vital
+from datagen.registry import EFFECTS
 from inference import tutorial as tut
-from inference.tutorial import (EFFECTS, Tutorial, build_prompt, describe, effect_order, offline_tutorial,
-                                tutorial)
+from inference.describe import describe
+from inference.tutorial import Tutorial, build_prompt, offline_tutorial, tutorial
 from tests.conftest import require_shared_presets
 
 # Titles as a person sees them in Vital, written out here (not taken from the module under test).
@@ -53,18 +55,18 @@ def _encode_order(order):
 # ---- display text ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, tidy", [
+@pytest.mark.parametrize("raw, tidied", [
     ("0.000500 secs", "0.0005 secs"), ("0.089919 secs", "0.0899 secs"), ("-6.019997dB", "-6.02dB"),
     ("1.000000v", "1v"), ("20.000000%", "20%"), ("16.299999 dB", "16.3 dB"), ("-0.000000", "0"),
     ("1/2", "1/2"), ("12dB", "12dB"), ("B/P/N", "B/P/N"), ("Center Drop 12", "Center Drop 12"),
     ("1234.567800", "1235"),
 ])
-def test_tidy_rounds_vitas_six_decimals(raw, tidy):
-    assert tut._tidy(raw) == tidy
+def test_tidy_rounds_vitas_six_decimals(raw, tidied):
+    assert tidy(raw) == tidied
 
 
 def test_init_is_one_oscillator_and_the_amp_envelope_in_vitals_text(registry, init):
-    d = describe(init, registry=registry)
+    d = describe(init, registry=registry).to_dict()
     assert json.loads(json.dumps(d)) == d
     assert [m["module"] for m in d["oscillators"]] == ["osc_1"]
     assert [m["module"] for m in d["envelopes"]] == ["env_1"]
@@ -87,7 +89,7 @@ def test_init_is_one_oscillator_and_the_amp_envelope_in_vitals_text(registry, in
 
 
 def test_filter_and_route_in_describe_and_offline_text(registry, init, routed):
-    d = describe(routed, registry=registry)
+    d = describe(routed, registry=registry).to_dict()
     (f,) = d["filters"]
     assert f["module"] == "filter_1" and f["inputs"] == ["Oscillator 1"]
     cutoff = next(s for s in f["settings"] if s["name"] == "filter_1_cutoff")
@@ -117,17 +119,17 @@ def test_route_flags_and_negative_amounts(registry, routed):
     preset = replace(routed, modulations=(
         Modulation(source="macro_control_2", destination="osc_1_level", amount=-0.255, bipolar=True, power=2.0,
                    stereo=True),))
-    (route,) = describe(preset, registry=registry)["modulation"]
+    (route,) = describe(preset, registry=registry).to_dict()["modulation"]
     assert route["instruction"] == ("Drag MACRO 2 onto Oscillator 1 Level, amount -25.5%, bipolar, stereo, "
                                     "curve power +2")
     # an unused envelope stays out; the macro used as a source is listed with the voice settings
-    d = describe(preset, registry=registry)
+    d = describe(preset, registry=registry).to_dict()
     assert [m["module"] for m in d["envelopes"]] == ["env_1"]
     assert _settings(d["voice"])["macro_control_2"] == "0"
 
 
 def test_confidence_is_attached_to_the_named_choice(registry, routed):
-    d = describe(routed, registry=registry, confidence={"filter_1_model": 0.42, "osc_1_wavetable": 0.9})
+    d = describe(routed, registry=registry, confidence={"filter_1_model": 0.42, "osc_1_wavetable": 0.9}).to_dict()
     model = next(s for s in d["filters"][0]["settings"] if s["name"] == "filter_1_model")
     assert model["confidence"] == 0.42
     assert d["oscillators"][0]["settings"][0] == {"name": "osc_1_wavetable", "label": "Wavetable", "value": "Init",
@@ -144,7 +146,7 @@ def test_confidence_is_attached_to_the_named_choice(registry, routed):
 def test_lfo_shows_the_rate_its_sync_mode_uses(registry, init, sync, shown, hidden):
     preset = replace(init.with_values(lfo_1_sync=sync),
                      modulations=(Modulation(source="lfo_1", destination="osc_1_pan", amount=0.25),))
-    d = describe(preset, registry=registry)
+    d = describe(preset, registry=registry).to_dict()
     (lfo,) = d["lfos"]
     settings = _settings(lfo)
     assert settings["lfo_1_shape"] == "Triangle" and lfo["modulates"] == ["Oscillator 1 Pan"]
@@ -166,7 +168,7 @@ def test_active_effects_follow_the_chain_order(registry, init):
     order = [8, 0, 1, 2, 3, 4, 5, 6, 7]  # reverb first, then the rest in enum order
     code = _encode_order(order)
     preset = init.with_values(reverb_on=1, chorus_on=1, effect_chain_order=code)  # discrete: index == code
-    d = describe(preset, registry=registry)
+    d = describe(preset, registry=registry).to_dict()
     assert [(e["module"], e["position"]) for e in d["effects"]] == [("reverb", 1), ("chorus", 2)]
     assert _settings(d["effects"][0])["reverb_dry_wet"] == "25%"
     text = offline_tutorial(preset, registry=registry)

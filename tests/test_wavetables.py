@@ -1,4 +1,5 @@
-"""datagen/wavetables.py: the procedural catalog, its JSON, Vital rendering of its tables, real-preset tables."""
+"""datagen/wavetables.py and waveforms.py: the procedural catalog, its JSON, Vital rendering of its tables,
+real-preset tables."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 
 from datagen.preset import init_preset, shared_presets_dir
 from datagen.render import Renderer, deterministic
+from datagen.waveforms import N_SAMPLES
 from datagen.wavetables import (
     MAX_POSITION,
-    N_SAMPLES,
     Catalog,
     Wavetable,
     WavetableError,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
     from datagen.wavetables import Catalog
 
 FORMAT_VERSION = 1
@@ -73,29 +74,35 @@ class Contents:
     """What a checkpoint says about reading the model's inputs and outputs."""
 
     features: FeatureConfig  # the log-mel the model hears
+    render: RenderConfig  # how its training data was rendered (sample rate, velocity, key held, length)
     catalog: Catalog  # wavetable class k -> the catalog's table k - 1
     tier: int  # the sampler tier of its training data
 
 
 def contents(ckpt: dict, path: Path) -> Contents:
-    """Parse a loaded checkpoint's feature config, wavetable catalog and tier; CheckpointError naming the part
-    that is missing or corrupt (never a KeyError or WavetableError)."""
+    """Parse a loaded checkpoint's feature config, render config, wavetable catalog and tier; CheckpointError
+    naming the part that is missing or corrupt (never a KeyError or WavetableError)."""
     from datagen.features import FeatureConfig
+    from datagen.render import RenderConfig
     from datagen.wavetables import Catalog
 
-    missing = [k for k in ("feature_config", "wavetable_catalog", "tier") if k not in ckpt]
+    missing = [k for k in ("feature_config", "render_config", "wavetable_catalog", "tier") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, no {', '.join(missing)}")
     part = "feature_config"
     try:
         features = FeatureConfig.from_json(ckpt["feature_config"])
+        part = "render_config"
+        render = RenderConfig.from_json(ckpt["render_config"])
+        if render.sample_rate != features.sample_rate:
+            raise ValueError(f"renders at {render.sample_rate} Hz, the features are at {features.sample_rate} Hz")
         part = "wavetable_catalog"
         catalog = Catalog.from_json(ckpt["wavetable_catalog"])
         part = "tier"
         tier = int(ckpt["tier"])
     except (TypeError, ValueError, RecursionError) as e:  # WavetableError is a ValueError
         raise CheckpointError(f"{path}: corrupt {part} ({(str(e).splitlines() or [''])[0][:200]})") from None
-    return Contents(features=features, catalog=catalog, tier=tier)
+    return Contents(features=features, render=render, catalog=catalog, tier=tier)
 
 
 def build_model(ckpt: dict, path: Path):

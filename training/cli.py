@@ -18,31 +18,48 @@ def main(verbose: bool) -> None:
     setup_logging(verbose)
 
 
+def _default(name: str):
+    """A TrainConfig field's default: the CLI shows and uses it, and it is declared once, there."""
+    import dataclasses
+
+    from training.train import TrainConfig
+
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
+
+
 @main.command()
 @click.option("-d", "--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
               help="HDF5 data set (repeat for shard files).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Run folder.")
-@click.option("--epochs", type=int, default=200, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
-@click.option("--gradient-accumulation-steps", type=int, default=1, show_default=True)
-@click.option("--early-stopping-patience", type=int, default=15, show_default=True, help="0 disables it.")
-@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--epochs", type=int, default=_default("epochs"), show_default=True)
+@click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--lr", type=float, default=_default("lr"), show_default=True)
+@click.option("--weight-decay", type=float, default=_default("weight_decay"), show_default=True)
+@click.option("--warmup-epochs", type=float, default=_default("warmup_epochs"), show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=_default("label_smoothing"),
+              show_default=True)
+@click.option("--weight-wavetable", type=float, default=_default("weight_wavetable"), show_default=True,
+              help="Loss weight of the wavetable head (0 leaves it untrained).")
+@click.option("--weight-modulation", type=float, default=_default("weight_modulation"), show_default=True,
+              help="Loss weight of the modulation head (0 leaves it untrained).")
+@click.option("--gradient-accumulation-steps", type=int, default=_default("gradient_accumulation_steps"),
+              show_default=True)
+@click.option("--early-stopping-patience", type=int, default=_default("early_stopping_patience"), show_default=True,
+              help="0 disables it.")
+@click.option("--num-workers", type=int, default=_default("num_workers"), show_default=True,
+              help="DataLoader worker processes.")
 @click.option("--device", default=None, help="cuda, cuda:1, cpu (default: the best available).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--no-spec-augment", is_flag=True, help="Train on clean mels.")
 @click.option("--pretrained", type=click.Path(path_type=Path), default=None,
               help="Local torchvision ResNet-18 ImageNet state dict (never downloaded; default: random init).")
-@click.option("--freeze-stages", type=click.IntRange(0, 4), default=0, show_default=True)
+@click.option("--freeze-stages", type=click.IntRange(0, 4), default=_default("freeze_stages"), show_default=True)
 @click.option("--max-batches-per-epoch", type=int, default=None, help="Cap batches per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/latest.pt.")
 @click.option("--wandb", is_flag=True, help="Also log to Weights & Biases (offline mode works).")
-def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing,
-          gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed, no_spec_augment,
-          pretrained, freeze_stages, max_batches_per_epoch, resume, wandb):
+def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, weight_wavetable,
+          weight_modulation, gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed,
+          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
     from training.checkpoint import CheckpointError
@@ -52,6 +69,7 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
         config = TrainConfig(
             data=tuple(str(d) for d in data), output=str(output), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+            weight_wavetable=weight_wavetable, weight_modulation=weight_modulation,
             gradient_accumulation_steps=gradient_accumulation_steps,
             early_stopping_patience=early_stopping_patience, num_workers=num_workers, device=device, seed=seed,
             spec_augment=not no_spec_augment, pretrained=str(pretrained) if pretrained else None,

@@ -17,7 +17,7 @@ import numpy as np
 from datagen.dataset import SPLITS, DatasetError, read_attrs
 
 ROW_FIELDS = ("mel", "continuous", "categorical", "wavetable", "modulation", "midi_note")
-REQUIRED_ATTRS = ("registry_fingerprint", "tier", "feature_config", "wavetable_catalog", "n_rows")
+REQUIRED_ATTRS = ("registry_fingerprint", "tier", "feature_config", "render_config", "wavetable_catalog", "n_rows")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class DataInfo:
     registry_fingerprint: str
     tier: int
     feature_config: str  # FeatureConfig JSON
+    render_config: str  # RenderConfig JSON: how the rows were rendered (the checkpoint's, for inference renders)
     wavetable_catalog: str  # Catalog JSON
     n_rows: int
 
@@ -46,12 +47,14 @@ class PresetDataset:
             if m.get("registry_fingerprint") != fingerprint:
                 raise DatasetError(f"{p}: made with registry {m.get('registry_fingerprint')}, the installed vita "
                                    f"has {fingerprint}; regenerate the data set")
-        for key in ("tier", "feature_config", "wavetable_catalog_fingerprint"):
-            values = {json.dumps(m.get(key)) for m in metas}
+        for key in ("tier", "feature_config", "render_config", "wavetable_catalog_fingerprint"):
+            values = {json.dumps(_parsed(m.get(key)) if key == "render_config" else m.get(key), sort_keys=True)
+                      for m in metas}
             if len(values) > 1:
                 raise DatasetError(f"the data set files disagree on {key}: {sorted(values)}")
         self.info = DataInfo(registry_fingerprint=fingerprint, tier=int(metas[0]["tier"]),
                              feature_config=metas[0]["feature_config"],
+                             render_config=metas[0]["render_config"],
                              wavetable_catalog=metas[0]["wavetable_catalog"],
                              n_rows=sum(int(m["n_rows"]) for m in metas))
         self.attrs = metas[0]
@@ -94,6 +97,14 @@ class PresetDataset:
             return f["importance_continuous"][:] if "importance_continuous" in f else None
 
 
+def _parsed(text: str):
+    """A JSON attribute as data (so key order or spacing is no disagreement), or the text itself if it is not JSON."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
 def collate(items: list[dict[str, np.ndarray]], *, n_sources: int, n_destinations: int) -> dict:
     """Stack a batch. mel (B, 1, n_mels, frames) float32; continuous (B, n_cont) float32; categorical
     (B, n_cat) int64; wavetable (B, 3) int64 as classes (0 = init table, k = catalog index k - 1);
@@ -118,3 +129,15 @@ def collate(items: list[dict[str, np.ndarray]], *, n_sources: int, n_destination
         "modulation": dense.view(b, 5, n_sources, n_destinations),
         "midi_note": torch.from_numpy(np.stack([x["midi_note"] for x in items]).astype(np.int64)),
     }
+
+
+def routed_from_slots(slots: np.ndarray, *, n_sources: int):
+    """(N, S) float32 torch 0/1: the sources each row routes anywhere, from stored slots (N, 64, 6) whose
+    column 0 is the source index (-1 = unused slot); what `training.losses.routed_sources` reads from the
+    dense target."""
+    import torch
+
+    src = np.asarray(slots)[..., 0].astype(np.int64)  # (N, 64)
+    routed = np.zeros((len(src), n_sources + 1), np.float32)
+    np.put_along_axis(routed, np.where(src < 0, n_sources, src), 1.0, axis=1)
+    return torch.from_numpy(routed[:, :n_sources])

@@ -32,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.registry import OSCILLATORS
+
 log = logging.getLogger(__name__)
 
 SPLIT_ALL = "all"  # evaluate every row, whatever its split (tiny sets may have no val/test rows)
 MAX_FIGURE_ITEMS = 4  # rendered items shown in spectrograms.png
 STFT_SIZES = (512, 1024, 2048)  # samples; hop = size // 4, window = size
-_CHUNK_ROWS = 4096  # rows read at a time when fitting the baseline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +95,7 @@ class MetricSums:
         self.predicted = [int(i) for i in predicted_categorical]
         self.groups = [registry.by_name[name].module for name in spec.continuous_names]  # per continuous column
         self.wavetable_map = None if wavetable_map is None else np.asarray(wavetable_map, np.int64)
-        self.osc_switch = [spec.categorical_names.index(f"osc_{i}_on") for i in (1, 2, 3)]
+        self.osc_switch = [spec.categorical_names.index(f"{osc}_on") for osc in OSCILLATORS]
         n_cont, n_cat = len(spec.continuous_names), len(spec.categorical_names)
         self.sq_err = np.zeros(n_cont)  # float64 sums per continuous column
         self.abs_err = np.zeros(n_cont)
@@ -109,10 +110,10 @@ class MetricSums:
     def update(self, outputs: dict, batch: dict) -> None:
         import torch
 
-        from training.losses import masks, metrics
+        from training.losses import masks, metrics, routed_sources
 
         to_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
-        m = masks(self.spec, batch["categorical"])
+        m = masks(self.spec, batch["categorical"], routed_sources(batch["modulation"]))
         mc = m["continuous"].double()  # (B, n_cont)
         err = outputs["continuous"].double() - batch["continuous"].double()
         self.sq_err += to_np((mc * err * err).sum(0))
@@ -178,80 +179,6 @@ def wavetable_class_map(model_catalog, data_catalog) -> np.ndarray:
     for j, t in enumerate(data_catalog):
         by_hash.setdefault(t.content_hash, j + 1)
     return np.array([0] + [by_hash.get(t.content_hash, -1) for t in model_catalog], np.int64)
-
-
-# ---- the predict-the-mean baseline -------------------------------------------------------------------
-
-def fit_baseline(paths, *, spec, predicted_categorical, n_wavetables: int, split: str | None) -> dict:
-    """Masked mean of each continuous column, masked mode of each predicted categorical column and of each
-    oscillator's wavetable class (0 = init table), over the rows of `split` (None: every row) of `paths`.
-    A column never unmasked falls back to its unmasked mean / mode. Returns continuous (n_cont,) float32,
-    categorical {column: class}, wavetable (3,) int64, n_rows (0 when the split has no rows)."""
-    import h5py
-    import torch
-
-    from datagen.dataset import SPLITS
-    from training.losses import masks
-
-    n_cont = len(spec.continuous_names)
-    predicted = [int(i) for i in predicted_categorical]
-    osc_switch = [spec.categorical_names.index(f"osc_{i}_on") for i in (1, 2, 3)]
-    sums = np.zeros((2, n_cont))  # masked, unmasked
-    counts = np.zeros((2, n_cont))
-    votes = {i: np.zeros((2, spec.categorical_classes[i])) for i in predicted}
-    wt_votes = np.zeros((2, 3, n_wavetables))
-    n_rows = 0
-    for path in paths:
-        with h5py.File(path, "r") as f:
-            total = len(f["midi_note"])
-            for start in range(0, total, _CHUNK_ROWS):
-                sl = slice(start, min(start + _CHUNK_ROWS, total))
-                keep = np.ones(sl.stop - sl.start, bool) if split is None \
-                    else f["split"][sl] == SPLITS.index(split)
-                if not keep.any():
-                    continue
-                cont = f["continuous"][sl][keep].astype(np.float64)  # (n, n_cont)
-                cat = f["categorical"][sl][keep].astype(np.int64)  # (n, n_cat)
-                wt = f["wavetable"][sl][keep].astype(np.int64) + 1  # (n, 3) classes
-                m = masks(spec, torch.from_numpy(cat))
-                mc = m["continuous"].double().numpy()
-                mk = m["categorical"].double().numpy()
-                n_rows += len(cont)
-                sums += [(mc * cont).sum(0), cont.sum(0)]
-                counts += [mc.sum(0), np.full(n_cont, float(len(cont)))]
-                for i in predicted:
-                    k = spec.categorical_classes[i]
-                    votes[i] += [np.bincount(cat[:, i], weights=mk[:, i], minlength=k)[:k],
-                                 np.bincount(cat[:, i], minlength=k)[:k]]
-                on = (cat[:, osc_switch] == 1).astype(np.float64)
-                for o in range(3):
-                    wt_votes[:, o] += [np.bincount(wt[:, o], weights=on[:, o], minlength=n_wavetables)[:n_wavetables],
-                                       np.bincount(wt[:, o], minlength=n_wavetables)[:n_wavetables]]
-    pick = lambda v: 0 if v[0].sum() > 0 else 1  # noqa: E731  masked statistics unless nothing was unmasked
-    mean = np.where(counts[0] > 0, sums[0] / np.maximum(counts[0], 1), sums[1] / np.maximum(counts[1], 1))
-    return {
-        "continuous": mean.astype(np.float32),
-        "categorical": {i: int(v[pick(v)].argmax()) for i, v in votes.items()},
-        "wavetable": np.array([int(wt_votes[pick(wt_votes[:, o]), o].argmax()) for o in range(3)], np.int64),
-        "n_rows": n_rows,
-    }
-
-
-def baseline_outputs(fit: dict, *, batch_size: int, spec, predicted_categorical, n_wavetables: int) -> dict:
-    """The baseline's constant "model outputs" for a batch: continuous (B, n_cont), one-hot categorical and
-    wavetable logits (no modulation head: the baseline predicts no connections)."""
-    import torch
-
-    def one_hot(k: int, n: int) -> torch.Tensor:
-        z = torch.zeros(batch_size, n)
-        z[:, k] = 1.0
-        return z
-
-    return {
-        "continuous": torch.from_numpy(fit["continuous"]).expand(batch_size, -1),
-        "categorical": [one_hot(fit["categorical"][i], spec.categorical_classes[i]) for i in predicted_categorical],
-        "wavetable": [one_hot(int(k), n_wavetables) for k in fit["wavetable"]],
-    }
 
 
 # ---- spectral distance -------------------------------------------------------------------------------
@@ -379,6 +306,7 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
     from training import checkpoint
     from training.data import PresetDataset, collate
     from training.decode import decode
+    from training.baseline import baseline_outputs, fit_baseline
     from training.losses import build_mask_spec
 
     t_start = time.perf_counter()

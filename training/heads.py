@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from datagen.registry import N_OSCILLATORS
+
 # Channels of ModulationHead's output, dim 1.
 MODULATION_CHANNELS = ("presence", "amount", "bipolar", "power", "stereo")
 PRESENCE, AMOUNT, BIPOLAR, POWER, STEREO = range(len(MODULATION_CHANNELS))
 POWER_LIMIT = 10.0  # Vital's modulation power is in [-10, 10]
-N_OSCILLATORS = 3
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:

@@ -17,11 +17,15 @@ Model outputs (a dict, same keys):
                                           [-1, 1]), 2 bipolar logit, 3 power (raw units, [-10, 10]),
                                           4 stereo logit
 
-Masks (derived from the registry, never hand lists): a parameter of a module with an on-switch (`osc_2_on`,
-`reverb_on`, ...) is not heard when the target switch is 0, so its error is masked out; the switch itself is
-always learnt. At tiers 1-2 the modules heard only through modulation (LFOs, random generators, env 3-6:
-`Module.needs_modulation`) are never modulated, so they are not heard at all and are masked statically;
-tier 3 and tier 0 (real presets) learn them.
+Masks (derived from the registry and the sampler, never hand lists) keep only what the sound can tell:
+- a parameter of a module with an on-switch (`osc_2_on`, `reverb_on`, ...) is not heard when the target switch
+  is 0, so its error is masked out; the switch itself is always learnt;
+- at tiers 1-3 a control the sampler never varies (`datagen.sampler.varied_params`: volume, voice settings,
+  the modules of higher tiers, ...) is the same in every row, so it is masked statically; tier 0 (real
+  presets) keeps them all;
+- a module heard only through modulation (LFOs, random generators, env 3-6: `Module.needs_modulation`) is
+  heard in a row only when that row routes it somewhere (`routed_sources`): an unrouted LFO's rate changes
+  nothing, and at tier 3 that is most LFOs of most rows.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from datagen.registry import OSCILLATORS
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +70,33 @@ class MaskSpec:
     categorical_classes: tuple[int, ...]  # Param.n_classes per categorical column
     continuous_switch: torch.Tensor  # (n_cont,) int64: column of the module's on-switch, or -1
     categorical_switch: torch.Tensor  # (n_cat,) int64: same; an on-switch is -1 for itself
-    continuous_heard: torch.Tensor  # (n_cont,) float32 0/1: 0 = module only heard through modulation (tiers 1-2)
+    continuous_heard: torch.Tensor  # (n_cont,) float32 0/1: 0 = never varied in the tier's data
     categorical_heard: torch.Tensor  # (n_cat,) float32 0/1
+    continuous_source: torch.Tensor  # (n_cont,) int64: registry.sources index of a modulator's module, or -1
+    categorical_source: torch.Tensor  # (n_cat,) int64: same
+    n_sources: int  # len(registry.sources)
 
 
 def build_mask_spec(registry, *, tier: int) -> MaskSpec:
     """The on-switch column and the static heard flag of every continuous and categorical parameter."""
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+    from datagen.sampler import varied_params
+
     column = {p.name: i for i, p in enumerate(registry.categorical)}
-    unheard_tier = tier in (1, 2)
+    varied = None if tier == 0 else varied_params(tier, registry)
+    source = {name: i for i, name in enumerate(registry.sources)}
 
     def switch(p) -> int:
         s = registry.module_of[p.name].on_switch
         return NO_SWITCH if s is None or s == p.name else column[s]
 
     def heard(p) -> float:
-        return 0.0 if unheard_tier and registry.module_of[p.name].needs_modulation else 1.0
+        return 1.0 if varied is None or p.name in varied else 0.0
+
+    def modulator(p) -> int:
+        m = registry.module_of[p.name]
+        return source.get(m.name, NO_SWITCH) if m.needs_modulation else NO_SWITCH
 
     cont, cat = registry.continuous, registry.categorical
     return MaskSpec(
@@ -92,6 +108,9 @@ def build_mask_spec(registry, *, tier: int) -> MaskSpec:
         categorical_switch=torch.tensor([switch(p) for p in cat], dtype=torch.int64),
         continuous_heard=torch.tensor([heard(p) for p in cont], dtype=torch.float32),
         categorical_heard=torch.tensor([heard(p) for p in cat], dtype=torch.float32),
+        continuous_source=torch.tensor([modulator(p) for p in cont], dtype=torch.int64),
+        categorical_source=torch.tensor([modulator(p) for p in cat], dtype=torch.int64),
+        n_sources=len(registry.sources),
     )
 
 
@@ -104,15 +123,31 @@ def _switch_mask(switch: torch.Tensor, heard: torch.Tensor, categorical: torch.T
     return on[:, index] * heard
 
 
-def masks(spec: MaskSpec, categorical_targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-row masks: continuous (B, n_cont) and categorical (B, n_cat) float 0/1."""
+def _route_mask(source: torch.Tensor, routed: torch.Tensor | None) -> torch.Tensor | float:
+    """(B, n) float 0/1 = 1 unless the parameter belongs to a modulator that the row does not route.
+    source (n,) int64 with -1 = not a modulator; routed (B, S) 0/1 or None (every modulator counts as routed)."""
+    if routed is None:
+        return 1.0
+    routed = torch.cat([routed.to(torch.float32), routed.new_ones(routed.shape[0], 1, dtype=torch.float32)], dim=1)
+    return routed[:, torch.where(source < 0, routed.shape[1] - 1, source)]  # column S: "not a modulator"
+
+
+def routed_sources(modulation: torch.Tensor) -> torch.Tensor:
+    """(B, S) float 0/1: the sources a row routes anywhere. modulation: the dense (B, 5, S, D) target."""
+    return (modulation[:, 0] > 0.5).any(dim=-1).to(torch.float32)
+
+
+def masks(spec: MaskSpec, categorical_targets: torch.Tensor,
+          routed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-row masks: continuous (B, n_cont) and categorical (B, n_cat) float 0/1. categorical_targets
+    (B, n_cat) int; routed (B, S) from `routed_sources` (None: every modulator counts as routed)."""
     dev = categorical_targets.device
-    return {
-        "continuous": _switch_mask(spec.continuous_switch.to(dev), spec.continuous_heard.to(dev),
-                                   categorical_targets),
-        "categorical": _switch_mask(spec.categorical_switch.to(dev), spec.categorical_heard.to(dev),
-                                    categorical_targets),
-    }
+    out = {}
+    for kind in ("continuous", "categorical"):
+        switched = _switch_mask(getattr(spec, f"{kind}_switch").to(dev), getattr(spec, f"{kind}_heard").to(dev),
+                                categorical_targets)
+        out[kind] = switched * _route_mask(getattr(spec, f"{kind}_source").to(dev), routed)
+    return out
 
 
 def importance_weights(raw: torch.Tensor | None, *, n: int, low: float = 0.1, high: float = 10.0) -> torch.Tensor:
@@ -165,19 +200,13 @@ class PresetLoss(torch.nn.Module):
         self.register_buffer("importance", importance_weights(
             importance, n=n_cont, low=config.importance_min, high=config.importance_max))  # (n_cont,)
         self.register_buffer("predicted_index", torch.tensor(predicted, dtype=torch.int64))  # (n_cat',)
-        for name in ("continuous_switch", "categorical_switch", "continuous_heard", "categorical_heard"):
-            self.register_buffer(name, getattr(spec, name).clone())
         # the wavetable of oscillator i is heard only when osc_i_on is 1 (registry.categorical columns)
         self.register_buffer("osc_switch", torch.tensor(
-            [spec.categorical_names.index(f"osc_{i}_on") for i in (1, 2, 3)], dtype=torch.int64))  # (3,)
-
-    def masks(self, categorical_targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"continuous": _switch_mask(self.continuous_switch, self.continuous_heard, categorical_targets),
-                "categorical": _switch_mask(self.categorical_switch, self.categorical_heard, categorical_targets)}
+            [spec.categorical_names.index(f"{osc}_on") for osc in OSCILLATORS], dtype=torch.int64))  # (3,)
 
     def forward(self, outputs: dict, batch: dict, *, epoch: float) -> dict[str, torch.Tensor]:
         cfg = self.config
-        m = self.masks(batch["categorical"])
+        m = masks(self.spec, batch["categorical"], routed_sources(batch["modulation"]))
 
         # continuous: importance-weighted squared error, normalised by the number of unmasked entries
         err = (outputs["continuous"] - batch["continuous"]) ** 2  # (B, n_cont)
@@ -247,7 +276,7 @@ def metrics(outputs: dict, batch: dict, spec: MaskSpec, predicted_categorical: S
     categorical_accuracy: masked argmax accuracy over the predicted parameters; categorical_count.
     modulation_precision / _recall: presence at sigmoid(logit) >= 0.5 (tp, fp, fn counts beside them).
     modulation_amount_mae: mean |amount error| over true positives (cells present in both)."""
-    m = masks(spec, batch["categorical"])
+    m = masks(spec, batch["categorical"], routed_sources(batch["modulation"]))
     mc = m["continuous"]
     c_sum = float(mc.sum())
     sq_err = float((mc * (outputs["continuous"] - batch["continuous"]) ** 2).sum())

@@ -35,6 +35,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    weight_wavetable: float = 1.0  # loss weight of the wavetable head (continuous and categorical stay at 1)
+    weight_modulation: float = 1.0  # loss weight of the modulation head, after its warm-up ramp
     gradient_accumulation_steps: int = 1
     early_stopping_patience: int = 15
     num_workers: int = 0
@@ -56,6 +58,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.num_workers < 0 or self.early_stopping_patience < 0 or self.warmup_epochs < 0:
             raise ValueError("num-workers, early-stopping-patience and warmup-epochs must be >= 0")
+        if self.weight_wavetable < 0 or self.weight_modulation < 0:
+            raise ValueError("weight-wavetable and weight-modulation must be >= 0")
         if not self.data:
             raise ValueError("give at least one data set file")
 
@@ -111,7 +115,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     if config.pretrained:
         load_pretrained_backbone(model, config.pretrained)
     model.to(device)
-    loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing).to(device)
+    baseline = _baseline(train_set, model_config, n_wavetables=n_tables)
+    loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing,
+                    weight_wavetable=config.weight_wavetable, weight_modulation=config.weight_modulation).to(device)
 
     collate_fn = partial(collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations))
     train_sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if world > 1 else None
@@ -155,12 +161,14 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
             rng = gathered
         return {
             "model": model.state_dict(), "model_config": model_config.to_dict(),
-            "feature_config": info.feature_config, "registry": registry.describe(),
+            "feature_config": info.feature_config, "render_config": info.render_config,  # as the data set has them
+            "registry": registry.describe(),
             "registry_fingerprint": registry.fingerprint, "sources": list(registry.sources),
             "destinations": list(registry.destinations), "wavetable_catalog": info.wavetable_catalog,
             "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
             "train_config": dataclasses.asdict(config), "metrics": metrics,
             "importance": loss_fn.importance.cpu().tolist(),  # per continuous parameter, as the loss used it
+            "baseline": baseline,  # the constant the model must beat (training.baseline), decodable at inference
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
             "state": state,
         }
@@ -250,7 +258,24 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
             "best_epoch": state["best_epoch"], "history": state["history"], "output": str(out)}
 
 
-def _loss(registry, model_config, dataset, *, label_smoothing: float):
+def _baseline(dataset, model_config, *, n_wavetables: int) -> dict:
+    """The train split's predict-the-mean outputs, as plain lists for the checkpoint: continuous (n_cont,)
+    masked means, categorical the masked mode per predicted column (model_config.predicted_categorical
+    order), wavetable the masked mode class per oscillator."""
+    from datagen.registry import load_registry
+    from training.baseline import fit_baseline
+    from training.losses import build_mask_spec
+
+    fit = fit_baseline(dataset.paths, spec=build_mask_spec(load_registry(), tier=dataset.info.tier),
+                       predicted_categorical=model_config.predicted_categorical, n_wavetables=n_wavetables,
+                       split="train")
+    return {"continuous": fit["continuous"].tolist(),
+            "categorical": [int(fit["categorical"][i]) for i in model_config.predicted_categorical],
+            "wavetable": [int(k) for k in fit["wavetable"]], "rows": int(fit["n_rows"])}
+
+
+def _loss(registry, model_config, dataset, *, label_smoothing: float, weight_wavetable: float = 1.0,
+          weight_modulation: float = 1.0):
     """The training loss for a data set: masks from its tier, importance weights from its first file."""
     import torch
 
@@ -260,7 +285,8 @@ def _loss(registry, model_config, dataset, *, label_smoothing: float):
     return PresetLoss(spec=build_mask_spec(registry, tier=dataset.info.tier),
                       predicted_categorical=model_config.predicted_categorical,
                       importance=None if importance is None else torch.from_numpy(importance),
-                      config=LossConfig(label_smoothing=label_smoothing))
+                      config=LossConfig(label_smoothing=label_smoothing, weight_wavetable=weight_wavetable,
+                                        weight_modulation=weight_modulation))
 
 
 def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batch_size: int = 32) -> dict:
@@ -277,7 +303,10 @@ def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batc
     model = checkpoint.build_model(ckpt, checkpoint_path)
     model_config = model.config
     dataset = PresetDataset(list(data), split=split)
-    loss_fn = _loss(registry, model_config, dataset, label_smoothing=ckpt["train_config"]["label_smoothing"])
+    trained = ckpt["train_config"]
+    loss_fn = _loss(registry, model_config, dataset, label_smoothing=trained["label_smoothing"],
+                    weight_wavetable=trained.get("weight_wavetable", 1.0),  # checkpoints from before the option
+                    weight_modulation=trained.get("weight_modulation", 1.0))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
         collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations)))
     return _validate(model, loss_fn, loader, torch.device("cpu"), 1, nullcontext())
@@ -317,19 +346,28 @@ def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
 
 
+HEADS = ("loss", "loss/continuous", "loss/categorical", "loss/wavetable", "loss/modulation")  # loss.png panels
+
+
 def _plot(history: list[dict], path: Path) -> None:
+    """loss.png: train and validation curves of the total loss and of each head's part, one panel each (a
+    head that overfits shows as its validation curve rising while the others fall)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, len(HEADS), figsize=(3.2 * len(HEADS), 3.2))
     epochs = [r["epoch"] for r in history]
-    ax.plot(epochs, [r["train/loss"] for r in history], label="train")
-    ax.plot(epochs, [r["val/loss"] for r in history], label="val")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend()
+    for ax, key in zip(axes, HEADS):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}/{key}") for r in history]
+            if all(v is not None for v in values):
+                ax.plot(epochs, values, label=split)
+        ax.set_title(key.split("/")[-1] if "/" in key else "total")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

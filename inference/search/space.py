@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from datagen.preset import N_OSCILLATORS
+from datagen.registry import N_OSCILLATORS
 
 ORDINAL_STEPS = (-12, -7, -5, -1, 1, 5, 7, 12)  # semitone-like steps for ordinal controls with many classes
 ORDINAL_MIN_CLASSES = 9  # from this many classes on, a control moves by steps (tempos, transposes, voices)

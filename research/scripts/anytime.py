@@ -38,10 +38,11 @@ def main() -> None:
     logging.disable(logging.WARNING)
     pipeline = Pipeline.from_checkpoint(None)
     bank = load_bank()
-    clips = [c.build() for c in list_clips([shared_presets_dir()], features=pipeline.features, split="score",
-                                           max_clips=args.clips, seed=args.seed)]
+    clips = [c.build() for c in list_clips([shared_presets_dir()], features=pipeline.features,
+                                           render=pipeline.render, split="score", max_clips=args.clips,
+                                           seed=args.seed)]
     curves = {"random": [], "network+cma": [], "proposals+evolve": []}
-    with render_pool(None) as pool:
+    with render_pool(None, sample_rate=pipeline.render.sample_rate) as pool:
         for clip in [c for c in clips if c is not None]:
             prediction = pipeline.predict(clip.target)
             starts = {"random": [], "network+cma": [prediction.preset],
@@ -49,7 +50,7 @@ def main() -> None:
                                                     prediction=prediction, bank=bank, seed=args.seed)}
             reference = None
             for method, search in (("network+cma", "cma"), ("random", "random"), ("proposals+evolve", "evolve")):
-                r = refine(starts[method], clip.target.audio, note=clip.note, sample_rate=clip.target.sample_rate,
+                r = refine(starts[method], clip.target.audio, note=clip.note, render=pipeline.render,
                            key_held=clip.target.key_held, importance=pipeline.importance, registry=pipeline.registry,
                            catalog=pipeline.catalog, tier=pipeline.tier, pool=pool, show_progress=False,
                            config=RefineConfig(evals=args.budget, search=search, seed=args.seed))

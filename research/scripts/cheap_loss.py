@@ -39,17 +39,18 @@ def main() -> None:
     score = [line.split("`")[1] for line in readme.split("**score**")[1].splitlines() if line.strip().startswith("- `")]
     paths = [shared_presets_dir() / p for p in score][: args.presets]
     sampler = Sampler(SamplerConfig(tier=3, seed=7_000_011), registry=reg)
+    render = RenderConfig()  # as training data renders: 44100 Hz, velocity 0.8, key held 1.5 s of 2 s
     rhos, hits = [], []
-    with render_pool(None) as pool:
+    with render_pool(None, sample_rate=render.sample_rate) as pool:
         for k, path in enumerate(paths):
-            target = Renderer(RenderConfig()).render(read_vital(path, registry=reg), note=60)
+            target = Renderer(render).render(read_vital(path, registry=reg), note=60)
             half = args.candidates // 2
             drawn = [sampler.sample(k * 1000 + i) for i in range(half)]
             names = audible_params(drawn[0], registry=reg, importance=np.ones(len(reg.continuous)), limit=48)
             cands = drawn + candidates(drawn[0], names=names, n=args.candidates - half, seed=k)
-            full = Objective(target, note=60, sample_rate=44100, key_held=1.5)
-            n = int(args.cheap * 44100)
-            cheap = Objective(target[:n], note=60, sample_rate=44100, key_held=min(1.5, args.cheap))
+            full = Objective(target, note=60, render=render, key_held=render.note_length)
+            n = int(args.cheap * render.sample_rate)
+            cheap = Objective(target[:n], note=60, render=render, key_held=min(render.note_length, args.cheap))
             a = np.array([s for s, _ in full.scores(cands, pool=pool)])
             b = np.array([s for s, _ in cheap.scores(cands, pool=pool)])
             rho = spearmanr(a, b).statistic
