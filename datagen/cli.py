@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from datagen.bank import BankConfig
-from datagen.console import CliError, Group, check_writable, setup_logging
+from datagen.console import CliError, ConfigError, Group, check_writable, setup_logging
 from datagen.generate import GenerateConfig
 from datagen.render import RenderConfig
 from datagen.sampler import TIERS
@@ -157,7 +157,7 @@ def _check_folder(folder: Path | None, option: str) -> None:
               help="Alternating rounds of raw vita and the engine.")
 def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
     """Render-engine throughput as a ratio to raw vita rendering of the same presets, in one run."""
-    from datagen.benchmark import bench_render as run, default_presets
+    from datagen.throughput import bench_render as run, default_presets
 
     _check_folder(preset_dir, "--presets")
     presets, where = default_presets(preset_dir, count)
@@ -177,7 +177,7 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
     """Generation throughput vs raw vita, 1 -> 2 worker scaling, bytes per row, rejection rate per tier."""
     import shutil
 
-    from datagen.benchmark import bench_generate as run
+    from datagen.throughput import bench_generate as run
 
     shutil.rmtree(workdir, ignore_errors=True)
     result = run(n_presets=count, tiers=tiers, workdir=workdir)
@@ -228,7 +228,7 @@ def generate(tier, n_presets, output, workers, seed, notes, length, note_length,
             render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
         stats = run(output, config, workers=workers, show_progress=not quiet)
-    except (ValueError, DatasetError) as e:
+    except (ConfigError, DatasetError) as e:
         raise CliError(str(e)) from None
     rate = stats["generated"] / stats["seconds"] if stats["seconds"] else 0.0
     click.echo(f"{stats['output']}: {stats['presets']} presets, {stats['rows']} rows; generated {stats['generated']} "
@@ -339,14 +339,15 @@ def compute_weights_command(data: Path, presets: int, delta: float, workers: int
     import numpy as np
 
     from datagen.dataset import DatasetError
-    from datagen.weights import compute_weights
+    from datagen.importance import compute_weights
+    from datagen.wavetables import WavetableError
 
     if data.exists() and not os.access(data, os.W_OK):
         raise CliError(f"{data}: is not writable (the weights are stored in the data set)")
     try:
         w = compute_weights(data, presets=presets, delta=delta, workers=workers, params=list(params) or None,
                             show_progress=not quiet)
-    except (DatasetError, ValueError) as e:
+    except (DatasetError, ConfigError, WavetableError) as e:
         raise CliError(str(e)) from None
     from datagen.registry import load_registry
 
@@ -405,7 +406,7 @@ def ingest_command(folder: Path, output: Path, notes: tuple[int, ...], length: f
     try:
         stats = ingest(folder, output, notes=notes, workers=workers, store_audio=not no_audio,
                        render=RenderConfig(render_length=length, note_length=note_length), show_progress=not quiet)
-    except (DatasetError, ValueError) as e:
+    except (DatasetError, ConfigError) as e:
         raise CliError(str(e)) from None
     click.echo(f"{stats['output']}: {stats['presets']} of {stats['files']} presets, {stats['rows']} rows in "
                f"{stats['seconds']:.1f} s; skipped {stats['skipped'] or 'none'}; clipped {stats['clipped']}; "
@@ -468,7 +469,7 @@ def precompute_mels_command(data: Path, n_mels, n_fft, hop_length, f_min, f_max,
     try:
         attrs = open_checked(data, need=("mel", "midi_note"))
         config = config_for(attrs, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length, f_min=f_min, f_max=f_max)
-    except (DatasetError, ValueError) as e:
+    except (DatasetError, ConfigError) as e:
         raise CliError(str(e)) from None
     if output is not None:
         check_writable(output)

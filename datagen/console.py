@@ -30,6 +30,12 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
+class ConfigError(ValueError):
+    """A value the user chose that is out of range or inconsistent: raised by the config dataclasses'
+    `__post_init__` (and by functions checking their options), caught by the CLIs as one `error:` line. A plain
+    ValueError is not caught there: it is a bug, and `Group` reports it as one."""
+
+
 class Interrupted(CliError):
     """Ctrl-C: one line saying what was kept, exit code 130."""
 

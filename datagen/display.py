@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from datagen.preset import Preset, PresetError, _template_doc, init_preset
+from datagen.preset import Preset, PresetError, init_preset, template_doc
 from datagen.registry import EFFECTS, Registry
 
 # A display name starts with its module's ("Filter 1 Cutoff"); inside a module's card only "Cutoff" is needed.
@@ -152,7 +152,7 @@ def sample_name(preset: Preset) -> str:
     sample = preset.extras.get("sample")
     if isinstance(sample, dict) and sample.get("name"):
         return sample["name"]
-    return str((_template_doc()["settings"].get("sample") or {}).get("name", "White Noise"))
+    return str((template_doc()["settings"].get("sample") or {}).get("name", "White Noise"))
 
 
 def _named(tables, index: int) -> str | None:
@@ -161,5 +161,5 @@ def _named(tables, index: int) -> str | None:
 
 
 def _init_name(key: str, index: int, default: str) -> str:
-    tables = _template_doc()["settings"].get(key) or []
+    tables = template_doc()["settings"].get(key) or []
     return str(tables[index].get("name", default)) if index < len(tables) else default

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from datagen.console import ConfigError
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -34,9 +36,9 @@ class FeatureConfig:
 
     def __post_init__(self):
         if not (0 < self.f_min < self.f_max <= self.sample_rate / 2):
-            raise ValueError(f"need 0 < f_min < f_max <= sample_rate / 2: {self}")
+            raise ConfigError(f"need 0 < f_min < f_max <= sample_rate / 2: {self}")
         if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0 or self.duration <= 0:
-            raise ValueError(f"feature sizes must be positive: {self}")
+            raise ConfigError(f"feature sizes must be positive: {self}")
 
     @property
     def n_samples(self) -> int:
@@ -150,6 +152,31 @@ def fit_length(audio, n_samples: int):
     return F.pad(audio, (0, pad))
 
 
+def normalise_rms(audio, *, rms_db: float, floor: float, silence: str = "clamp"):
+    """`audio` scaled along its last axis to an RMS of `rms_db` dB re full scale (-20: RMS 0.1). The one
+    loudness normaliser: `log_mel`, inference's clip (`inference.audio.prepare`) and every distance of
+    `datagen.distances` go through it.
+
+    audio: (..., samples) float, numpy or torch; returns a new array of the same kind, shape and dtype, each row
+    x * (10 ** (rms_db / 20) / rms). numpy: the RMS and that scale in float64, the product rounded once to
+    audio's dtype; torch: all in the tensor's dtype, on its device. A row whose RMS is below `floor` (linear)
+    is silent: silence="clamp" scales it as if its RMS were `floor` (silence stays near silence),
+    silence="keep" returns it unchanged.
+    """
+    if silence not in ("clamp", "keep"):
+        raise ValueError(f"silence must be 'clamp' or 'keep', got {silence!r}")
+    gain = 10 ** (rms_db / 20)  # linear RMS wanted
+    if isinstance(audio, np.ndarray):
+        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1, keepdims=True))  # (..., 1)
+        rms = np.maximum(rms, floor) if silence == "clamp" else np.where(rms < floor, gain, rms)  # keep: scale 1
+        return (audio * (gain / rms)).astype(audio.dtype, copy=False)
+    import torch
+
+    rms = audio.pow(2).mean(dim=-1, keepdim=True).sqrt()  # (..., 1)
+    rms = rms.clamp_min(floor) if silence == "clamp" else torch.where(rms < floor, gain, rms)
+    return audio * (gain / rms)
+
+
 def log_mel(audio, config: FeatureConfig = FeatureConfig()):
     """Loudness-normalised log-mel spectrogram.
 
@@ -163,8 +190,7 @@ def log_mel(audio, config: FeatureConfig = FeatureConfig()):
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)) if as_numpy else audio.float()
     x = fit_length(x, config.n_samples)
     if config.target_rms_db is not None:
-        rms = x.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)  # silence stays (near) silence
-        x = x * (10 ** (config.target_rms_db / 20) / rms)
+        x = normalise_rms(x, rms_db=config.target_rms_db, floor=1e-8)  # silence stays (near) silence
     lead = x.shape[:-1]
     x = x.reshape(-1, x.shape[-1])
     window = torch.hann_window(config.n_fft, device=x.device)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.console import ConfigError
 from datagen.dataset import (DatasetError, Manifest, from_pcm, labels_of, preset_rows, read_attrs, run_manifest,
                              to_pcm, write_h5)
 from datagen.features import FeatureConfig
@@ -56,16 +57,16 @@ class GenerateConfig:
 
     def __post_init__(self):
         if self.n_presets <= 0:
-            raise ValueError(f"the number of presets must be positive, got {self.n_presets}")
+            raise ConfigError(f"the number of presets must be positive, got {self.n_presets}")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
-            raise ValueError(f"shard must be i/N with 0 <= i < N, got {i}/{n}")
+            raise ConfigError(f"shard must be i/N with 0 <= i < N, got {i}/{n}")
         if n > self.n_presets:
-            raise ValueError(f"{n} shards for {self.n_presets} presets leaves shards empty")
+            raise ConfigError(f"{n} shards for {self.n_presets} presets leaves shards empty")
         if not self.notes or any(not 0 <= x <= 127 for x in self.notes):
-            raise ValueError(f"notes must be MIDI numbers 0..127, got {self.notes}")
+            raise ConfigError(f"notes must be MIDI numbers 0..127, got {self.notes}")
         if self.render.sample_rate != self.features.sample_rate:
-            raise ValueError("render and feature sample rates differ")
+            raise ConfigError("render and feature sample rates differ")
         SamplerConfig(tier=self.tier)  # validates the tier
 
     def catalog(self):
@@ -232,7 +233,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     from datagen.sampler import Sampler, sampled_modules
 
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     output = Path(output)
     registry = load_registry()
     catalog = config.catalog()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.console import ConfigError
 from datagen.dataset import (DatasetError, Manifest, as_stored, from_pcm, labels_of, preset_rows, to_pcm,
                              write_h5)
 from datagen.features import FeatureConfig
@@ -102,7 +103,7 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
 
     features default to FeatureConfig(duration=render.render_length) at the render's sample rate.
     Returns: files, presets (kept), rows, skipped (reason -> count), clipped, catalog_size, real_tables,
-    seconds, output. Raises DatasetError (no presets, nothing renderable, output exists), ValueError.
+    seconds, output. Raises DatasetError (no presets, nothing renderable, output exists), ConfigError (bad options).
     """
     from tqdm import tqdm
 
@@ -114,12 +115,12 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     folder, output = Path(folder), Path(output)
     notes = tuple(int(n) for n in notes)
     if not notes or any(not 0 <= n <= 127 for n in notes):
-        raise ValueError(f"notes must be MIDI numbers 0..127, got {notes}")
+        raise ConfigError(f"notes must be MIDI numbers 0..127, got {notes}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     features = features or FeatureConfig(sample_rate=render.sample_rate, duration=render.render_length)
     if features.sample_rate != render.sample_rate:
-        raise ValueError("render and feature sample rates differ")
+        raise ConfigError("render and feature sample rates differ")
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
     paths = find_presets(folder)

@@ -86,7 +86,7 @@ class Preset:
     def to_vital(self, registry: Registry | None = None) -> dict:
         """The `.vital` JSON document (a dict) for this preset."""
         reg = registry or load_registry()
-        doc = dict(_template_doc())
+        doc = dict(template_doc())
         settings = dict(doc["settings"])
         for p in reg.params:
             settings[p.name] = self.raw(p.name, reg)
@@ -217,7 +217,9 @@ def _clamp(x: float, lo: float, hi: float) -> float:
 
 
 @functools.lru_cache(maxsize=1)
-def _template_doc() -> dict:
+def template_doc() -> dict:
+    """Vital's init preset as its `.vital` JSON document (a dict), shared: never mutate it (shallow-copy it
+    and replace nested objects instead)."""
     # Parsed once: a fresh parse would cost ~2 ms per preset (the template embeds a noise sample). Callers
     # shallow-copy it and replace nested objects instead of mutating them, so sharing is safe.
     import vita
@@ -227,7 +229,7 @@ def _template_doc() -> dict:
 
 def init_preset(registry: Registry | None = None) -> Preset:
     """Vital's init preset (one saw oscillator, filters and effects off)."""
-    return Preset.from_vital(_template_doc(), registry=registry, source="init preset")
+    return Preset.from_vital(template_doc(), registry=registry, source="init preset")
 
 
 def shared_presets_dir() -> Path:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from datagen.console import ConfigError
 from datagen.preset import Preset
 from datagen.registry import OSCILLATORS, Registry
 
@@ -40,9 +41,9 @@ class RenderConfig:
 
     def __post_init__(self):
         if self.sample_rate <= 0 or not (0.0 <= self.velocity <= 1.0):
-            raise ValueError(f"bad render config: {self}")
+            raise ConfigError(f"bad render config: {self}")
         if self.note_length <= 0 or self.render_length <= 0:
-            raise ValueError(f"note and render lengths must be positive: {self}")
+            raise ConfigError(f"note and render lengths must be positive: {self}")
 
     @property
     def n_samples(self) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from datagen.console import ConfigError
 from datagen.dataset import as_stored
 from datagen.preset import Modulation, Preset, init_preset
 from datagen.registry import (EFFECTS, ENVELOPES, FILTERS, MODULATORS, N_OSCILLATORS, OSCILLATORS, Registry,
@@ -83,7 +84,7 @@ class SamplerConfig:
 
     def __post_init__(self):
         if self.tier not in TIERS:
-            raise ValueError(f"tier must be one of {TIERS}, got {self.tier}")
+            raise ConfigError(f"tier must be one of {TIERS}, got {self.tier}")
 
 
 def sampled_modules(tier: int, registry: Registry) -> list[str]:

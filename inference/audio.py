@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.features import FeatureConfig, fit_length
+from datagen.features import FeatureConfig, fit_length, normalise_rms
 from datagen.features import prepare as clip_prepare  # inference.audio.prepare reads a file; this one an array
 from inference.pitch import Note, detect_note
 from inference.release import detect_release
@@ -153,7 +153,7 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
     if rms == 0.0:
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
     if features.target_rms_db is not None:
-        audio *= 10 ** (features.target_rms_db / 20) / rms
+        audio = normalise_rms(audio, rms_db=features.target_rms_db, floor=0.0)  # float64; silence refused above
     duration = len(audio) / sr  # seconds
     truncated = len(audio) > features.n_samples
     if truncated:

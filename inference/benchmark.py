@@ -33,9 +33,14 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+from datagen.console import ConfigError
+
+if TYPE_CHECKING:
+    from inference.audio import Target
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,11 @@ STARTS = ("init", "network", "proposals")  # what a search starts from ("none" f
 ALIASES = {"random": "none+random", "cma-init": "init+cma"}  # the names of earlier recorded results
 BUDGETS = (0, 200, 500, 2000)
 NOTES = (48, 60, 72)
+
+
+class TargetError(ValueError):
+    """A benchmark input that cannot be scored: a missing path, a folder with nothing to score, a file of another
+    kind, two targets with one name. One line for the user."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,13 +69,13 @@ class BenchmarkConfig:
 
     def __post_init__(self):
         if not self.methods:
-            raise ValueError("no methods given")
+            raise ConfigError("no methods given")
         for m in self.methods:
             parse_method(m)
         if not self.budgets or any(b < 0 for b in self.budgets):
-            raise ValueError(f"budgets must be >= 0, got {self.budgets}")
+            raise ConfigError(f"budgets must be >= 0, got {self.budgets}")
         if any(0 < b < 2 for b in self.budgets):
-            raise ValueError("a search budget must be at least 2 renders (the start and one candidate)")
+            raise ConfigError("a search budget must be at least 2 renders (the start and one candidate)")
 
     @property
     def search_budgets(self) -> tuple[int, ...]:
@@ -80,7 +90,7 @@ def parse_method(method: str) -> tuple[str, str | None]:
     """(start, searcher): "init" / "network" / "mean" (the network's predict-the-mean constant,
     `Pipeline.mean_preset`) -> (that, None): scored as they are; "<start>+<searcher>" with
     start in STARTS (or "none") and a searcher registered in inference.search; "random" and "cma-init" are the
-    names of "none+random" and "init+cma". ValueError for anything else."""
+    names of "none+random" and "init+cma". ConfigError for anything else."""
     from inference.search import SEARCHERS
 
     name = ALIASES.get(method, method)
@@ -89,14 +99,14 @@ def parse_method(method: str) -> tuple[str, str | None]:
     start, plus, searcher = name.partition("+")
     if plus and start in (*STARTS, "none") and searcher in SEARCHERS:
         return start, searcher
-    raise ValueError(f"method {method!r}: use init, network, mean, random, or <start>+<search> with start in "
+    raise ConfigError(f"method {method!r}: use init, network, mean, random, or <start>+<search> with start in "
                      f"{', '.join(STARTS)} and search in {', '.join(SEARCHERS)}")
 
 
 @dataclass(frozen=True)
 class Clip:
     name: str  # unique within the run: the file stem (and "@note" for a rendered preset)
-    target: object  # inference.audio.Target: what the network hears and every method is scored against
+    target: Target  # what the network hears and every method is scored against
     note: int  # MIDI note every method renders at
     floor: np.ndarray | None  # (samples,) a second render of the target preset, prepared alike; None for a WAV
     key_held: float | None = None  # seconds the key was held when the target was rendered (None: a WAV)
@@ -172,13 +182,14 @@ def list_clips(inputs, *, features, render, notes=NOTES, max_clips: int | None =
     only value is the default 1.5 s).
     max_clips: keep a random subset of this many targets, drawn with `seed`. Nothing is
     read or rendered yet: `PendingClip.build()` does it (a preset that vita refuses or that is silent at a note
-    is then skipped with a warning; a bad WAV raises AudioError). Bad inputs raise ValueError (one line)."""
+    is then skipped with a warning; a bad WAV raises AudioError). Bad inputs raise TargetError, an unusable data
+    set DatasetError (one line)."""
     from inference.audio import AUDIO_SUFFIXES
 
     jobs = []  # (name, () -> Clip): targets are listed first and built after subsetting
     for path in map(Path, inputs):
         if not path.exists():
-            raise ValueError(f"{path}: no such file or folder")
+            raise TargetError(f"{path}: no such file or folder")
         if path.suffix in (".h5", ".hdf5"):
             jobs += _dataset_jobs(path, features=features, render=render)
             continue
@@ -190,10 +201,10 @@ def list_clips(inputs, *, features, render, notes=NOTES, max_clips: int | None =
             try:
                 listed = {p.resolve() for p in shared_split(split, folder=path)}
             except PresetError as e:
-                raise ValueError(str(e)) from None
+                raise TargetError(str(e)) from None
             files = [f for f in files if f.suffix.lower() != ".vital" or f.resolve() in listed]
         if not files:
-            raise ValueError(f"{path}: no .vital or audio files")
+            raise TargetError(f"{path}: no .vital or audio files")
         for f in files:
             if f.suffix.lower() == ".vital":
                 for note in notes:
@@ -204,11 +215,11 @@ def list_clips(inputs, *, features, render, notes=NOTES, max_clips: int | None =
             elif f.suffix.lower() in AUDIO_SUFFIXES:
                 jobs.append((f.stem, _wav_job(f, features=features)))
             else:
-                raise ValueError(f"{f}: not a .vital, audio or .h5 file")
+                raise TargetError(f"{f}: not a .vital, audio or .h5 file")
     names = [name for name, _ in jobs]
     for name in names:
         if names.count(name) > 1:
-            raise ValueError(f"two targets are both named {name!r}; rename one")
+            raise TargetError(f"two targets are both named {name!r}; rename one")
     if max_clips and len(jobs) > max_clips:  # a seeded random subset, in input order (not the first N files)
         keep = set(np.random.default_rng(seed).choice(len(jobs), max_clips, replace=False).tolist())
         jobs = [job for i, job in enumerate(jobs) if i in keep]
@@ -240,16 +251,15 @@ def _dataset_jobs(path: Path, *, features, render, split: str = "test") -> list:
     held as `render` holds it."""
     import h5py
 
-    from datagen.dataset import load_catalog, preset_from_row, read_attrs
+    from datagen.dataset import SPLITS, DatasetError, load_catalog, preset_from_row, read_attrs
     from datagen.registry import load_registry
-    from training.data import SPLITS
 
     attrs = read_attrs(path)
     registry, catalog = load_registry(), load_catalog(attrs)
     with h5py.File(path, "r") as f:
         rows = np.flatnonzero(f["split"][:] == SPLITS.index(split))
         if len(rows) == 0:
-            raise ValueError(f"{path}: no rows in the {split} split")
+            raise DatasetError(f"{path}: no rows in the {split} split")
         labels = {k: f[k][rows] for k in ("continuous", "categorical", "wavetable", "modulation", "midi_note")}
 
     def job(i: int, row: int):

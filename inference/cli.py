@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from datagen.console import CliError, Group, Interrupted, check_writable, setup_logging
-from inference.benchmark import BenchmarkConfig
+from datagen.console import CliError, ConfigError, Group, Interrupted, check_writable, setup_logging
+from inference.benchmark import BenchmarkConfig, TargetError
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -265,7 +265,7 @@ def bench_target(inputs, notes, key_held, length_presets, as_json):
     held = () if key_held == "none" else _floats(key_held, "key-held")
     try:
         result = run(list(inputs), notes=_notes(notes), key_held=held, length_presets=length_presets)
-    except ValueError as e:
+    except TargetError as e:
         raise CliError(str(e).splitlines()[0]) from None
     if as_json:
         click.echo(json.dumps(result, indent=1))
@@ -334,6 +334,8 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, key_held, search_key_held, max_clips,
               bank_path, split, threads, seed):
     """Score the init preset, the network, random search and any registered search from any start on targets."""
+    from datagen.dataset import DatasetError
+    from datagen.wavetables import WavetableError
     from inference.audio import AudioError
     from training.checkpoint import CheckpointError
 
@@ -358,7 +360,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
         click.echo(f"{len(clips)} targets, methods {', '.join(config.methods)}, budgets "
                    f"{', '.join(map(str, config.budgets))}", err=True)
         summary = run(clips, pipeline=pipeline, config=config, out_dir=output, bank=_bank(bank_path))
-    except (CheckpointError, AudioError, ValueError) as e:
+    except (ConfigError, TargetError, CheckpointError, AudioError, DatasetError, WavetableError) as e:
         raise CliError(str(e).splitlines()[0]) from None
     click.echo(markdown(summary))
     click.echo(f"wrote {output / 'clips.jsonl'}, results.md, results.png, summary.json", err=True)

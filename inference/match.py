@@ -10,14 +10,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.audio import Target
+    from inference.predict import Prediction
+    from inference.search import Refinement
 
 
 @dataclass(frozen=True)
 class Match:
     source: str
-    target: object  # inference.audio.Target
-    prediction: object  # inference.predict.Prediction
-    refinement: object | None  # inference.search.Refinement, None without --refine
+    target: Target
+    prediction: Prediction
+    refinement: Refinement | None  # None without --refine
     timings: dict[str, float] = field(default_factory=dict)  # seconds: prepare, predict, refine
 
     @property

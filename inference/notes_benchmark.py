@@ -90,8 +90,10 @@ def envelope_distance(a: np.ndarray, b: np.ndarray, *, sample_rate: int) -> floa
 
 
 def find_vital(paths) -> list[Path]:
-    """`.vital` files among `paths` (files, or folders searched recursively), sorted, each once."""
+    """`.vital` files among `paths` (files, or folders searched recursively), sorted, each once; TargetError for
+    anything else."""
     from datagen.preset import find_presets
+    from inference.benchmark import TargetError
 
     found = []
     for path in map(Path, paths):
@@ -100,7 +102,7 @@ def find_vital(paths) -> list[Path]:
         elif path.suffix.lower() == ".vital" and path.exists():
             found.append(path)
         else:
-            raise ValueError(f"{path}: not a .vital file or a folder")
+            raise TargetError(f"{path}: not a .vital file or a folder")
     return sorted(set(found))
 
 
@@ -118,7 +120,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
     """
     from datagen.features import FeatureConfig
     from datagen.render import RenderConfig
-    from inference.benchmark import wav_target  # the clip as a 16-bit WAV, read back as infer reads it
+    from inference.benchmark import TargetError, wav_target  # the clip as a 16-bit WAV, read back as infer reads it
 
     features = features or FeatureConfig()
     render = render or RenderConfig(sample_rate=features.sample_rate)
@@ -126,7 +128,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
         raise ValueError(f"renders at {render.sample_rate} Hz, the features are at {features.sample_rate} Hz")
     presets = find_vital(paths)
     if not presets:
-        raise ValueError("no .vital files found")
+        raise TargetError("no .vital files found")
     texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in presets}
     pitch_rows = []
     for preset in presets:

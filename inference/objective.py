@@ -1,9 +1,9 @@
 """The objective every search minimises, and the pool it listens through.
 
-loss = auraloss's multi-resolution STFT distance on a 64-band mel scale (FFT 1024 / 2048 / 4096) between the
-render of a candidate at the clip's note (the key held as long as in the clip) and the target, both
-RMS-normalised (a recording's level says nothing about the preset). The benchmark scores with a different
-yardstick on purpose (`inference.metrics`), so no search is graded by its own loss.
+loss = `datagen.distances.MelSTFTDistance` (auraloss's multi-resolution STFT distance on a 64-band mel scale,
+FFT 1024 / 2048 / 4096, both clips RMS-normalised) between the render of a candidate at the clip's note (the key
+held as long as in the clip) and the target. The benchmark scores with another yardstick on purpose (why:
+`datagen.distances`).
 
 Renders go through a `datagen.pool.RenderPool` (forks of pristine worker processes, one per core:
 deterministic, crash-isolated, a search's base preset loaded once per worker and only changed controls set per
@@ -21,14 +21,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FAILED_LOSS = 1e3  # what a candidate that cannot be rendered (or renders NaN) scores
-FFT_SIZES = (1024, 2048, 4096)  # 23-93 ms windows at 44.1 kHz, hop = FFT / 4
-MEL_BINS = 64  # the most mel bands whose filters are all non-empty at FFT 1024 (128 leaves some empty: NaN)
-# Power floor of every STFT bin (auraloss clamps |X|^2 at eps), both signals at RMS 0.1: |X| >= 0.01, about 70 dB
-# under a full-scale partial. With auraloss's default (1e-8) the log-magnitude term compared the silence after a
-# pluck's release bin by bin: a 16-bit WAV's quantisation noise against a render's exact zeros cost the clip's
-# own preset a loss of ~1.0 (research/benchmarks.md, "objective floor"); at 1e-4 it scores 0.02 and every
-# other candidate keeps its ranking.
-POWER_FLOOR = 1e-4
 
 
 class Objective:
@@ -40,30 +32,24 @@ class Objective:
     `key_held` seconds (None: as `render` holds it, 3/4 of the target at most; `RenderConfig.for_clip`)."""
 
     def __init__(self, target: np.ndarray, *, note: int, render, key_held: float | None = None):
-        import auraloss
-        import torch
+        from datagen.distances import MelSTFTDistance
 
         self.note = int(note)
         n = len(target)
         sample_rate = render.sample_rate
         # the key held as long as in the clip when known, else as training data holds it
         self.render_config = render.for_clip(seconds=n / sample_rate, key_held=key_held)
-        self.target = torch.from_numpy(_normalised(np.asarray(target, np.float32)))[None, None]  # (1, 1, n)
+        self.target = np.asarray(target, np.float32)  # (n,)
         self.n = n
-        self._stft = auraloss.freq.MultiResolutionSTFTLoss(
-            fft_sizes=list(FFT_SIZES), hop_sizes=[n // 4 for n in FFT_SIZES], win_lengths=list(FFT_SIZES),
-            scale="mel", n_bins=MEL_BINS, sample_rate=sample_rate, perceptual_weighting=False, eps=POWER_FLOOR)
+        self._loss = MelSTFTDistance(sample_rate=sample_rate)
 
     def distance(self, audio: np.ndarray) -> float:
-        import torch
-
         from datagen.features import fit_length
 
-        x = _normalised(fit_length(np.asarray(audio, np.float32), self.n))
+        x = fit_length(np.asarray(audio, np.float32), self.n)
         if not np.isfinite(x).all():
             return FAILED_LOSS
-        with torch.no_grad():
-            loss = float(self._stft(torch.from_numpy(x)[None, None], self.target))
+        loss = self._loss(x, self.target)
         return loss if np.isfinite(loss) else FAILED_LOSS
 
     def renders(self, presets, *, pool, base=None, labels=None, then=None) -> list:
@@ -83,11 +69,6 @@ class Objective:
             loss = r.value if r.ok else FAILED_LOSS
             out.append((loss, loss >= FAILED_LOSS))
         return out
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-    return (x / rms * 0.1).astype(np.float32) if rms > 1e-8 else x
 
 
 @contextmanager

@@ -13,8 +13,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from datagen.preset import Preset
+    from inference.pitch import Note
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,8 @@ def default_checkpoint() -> Path:
 
 @dataclass(frozen=True)
 class Prediction:
-    preset: object  # datagen.preset.Preset, raw-value-ready (continuous normalised, categorical indices)
-    note: object  # inference.pitch.Note: the MIDI note the clip plays (renders and refinement use it)
+    preset: Preset  # raw-value-ready (continuous normalised, categorical indices)
+    note: Note  # the MIDI note the clip plays (renders and refinement use it)
     confidence: dict[str, float]  # categorical parameter -> probability of the chosen option
     wavetable_confidence: tuple[float, ...]  # per oscillator
     modulation_confidence: tuple[float, ...]  # per connection, in preset.modulations order

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datagen.console import ConfigError
 from inference.objective import Objective, render_pool
 from inference.search import DEFAULT, SEARCHERS, Context, Refinement, search
 
@@ -28,17 +29,17 @@ class RefineConfig:
 
     def __post_init__(self):
         if self.evals < 1:
-            raise ValueError(f"refine-evals must be >= 1, got {self.evals}")
+            raise ConfigError(f"refine-evals must be >= 1, got {self.evals}")
         if not 0 < self.sigma <= 1:
-            raise ValueError(f"refine-sigma must be in (0, 1], got {self.sigma}")
+            raise ConfigError(f"refine-sigma must be in (0, 1], got {self.sigma}")
         if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"refine-timeout must be positive, got {self.timeout}")
+            raise ConfigError(f"refine-timeout must be positive, got {self.timeout}")
         if self.proposals < 1:
-            raise ValueError(f"proposals must be >= 1, got {self.proposals}")
+            raise ConfigError(f"proposals must be >= 1, got {self.proposals}")
         if self.max_params < 1 or (self.threads is not None and self.threads < 1):
-            raise ValueError("max-params and threads must be >= 1")
+            raise ConfigError("max-params and threads must be >= 1")
         if self.search not in SEARCHERS:
-            raise ValueError(f"unknown search {self.search!r}; choose one of {', '.join(SEARCHERS)}")
+            raise ConfigError(f"unknown search {self.search!r}; choose one of {', '.join(SEARCHERS)}")
 
 
 def refine(starts, target: np.ndarray, *, note: int, render, importance: np.ndarray, registry,

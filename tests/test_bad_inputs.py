@@ -175,3 +175,36 @@ def test_a_file_that_is_not_a_checkpoint(content, fragment, tmp_path):
 def test_usage_errors_are_one_error_line(main, args, fragments, tmp_path):
     (tmp_path / "file.txt").write_text("x\n")
     one_error(run(main, *[a.format(t=tmp_path) for a in args]), *fragments)
+
+
+@pytest.mark.parametrize("main, target, args, domain", [
+    (datagen_main, "datagen.generate.generate", ["generate", "-n", 2, "-o", "{t}/x.h5"], "config"),
+    (datagen_main, "datagen.importance.compute_weights", ["compute-weights", "{t}/x.h5"], "config"),
+    (datagen_main, "datagen.ingest.ingest", ["ingest", "{t}", "-o", "{t}/x.h5"], "config"),
+    (datagen_main, "datagen.summary.open_checked", ["precompute-mels", "{t}/x.h5"], "config"),
+    (training_main, "training.train.train", ["train", "-d", "{t}/x.h5", "-o", "{t}/run"], "config"),
+    (training_main, "training.evaluate.evaluate", ["evaluate", "-c", "{t}/c.pt", "-d", "{t}/x.h5", "-o", "{t}/ev"],
+     "config"),
+    (inference_main, "inference.notes_benchmark.run", ["bench-target", "-i", SAW_PLUCK], "target"),
+    (inference_main, "inference.cli.BenchmarkConfig", ["benchmark", "-i", SAW_PLUCK, "-o", "{t}/b"], "config"),
+])
+def test_the_clis_catch_domain_errors_and_report_a_plain_value_error_as_a_bug(main, target, args, domain, tmp_path,
+                                                                              monkeypatch):
+    """A ConfigError (or the command's own domain error) is a bad input: one line, exit 2. A plain ValueError
+    from the same place is a bug: the one "internal error" line, exit 1, never passed off as the user's fault."""
+    from datagen.console import ConfigError
+    from inference.benchmark import TargetError
+
+    def raising(error):
+        def f(*a, **k):
+            raise error
+        return f
+
+    args = [a.format(t=tmp_path) if isinstance(a, str) else a for a in args]
+    user = (TargetError if domain == "target" else ConfigError)("a bad value")
+    monkeypatch.setattr(target, raising(user))
+    one_error(run(main, *args), "a bad value")
+    monkeypatch.setattr(target, raising(ValueError("a bug")))
+    r = run(main, *args)
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: internal error (ValueError: a bug); this is a bug")

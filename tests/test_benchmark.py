@@ -142,7 +142,7 @@ def test_summary_means_intervals_and_goals_by_hand():
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="method 'magic': use init, network, random, or <start>"):
+    with pytest.raises(ValueError, match="method 'magic': use init, network, mean, random, or <start>"):
         BenchmarkConfig(methods=("init", "magic"))
     with pytest.raises(ValueError, match="method 'network\\+nope'"):
         BenchmarkConfig(methods=("network+nope",))

@@ -21,7 +21,7 @@ from datagen.isolation import INJECT_SEGFAULT_ENV
 from datagen.preset import read_vital, shared_presets_dir, write_vital
 from datagen.render import RenderConfig
 from datagen.wavetables import content_hash
-from datagen.weights import FLOOR, _store, normalise, perturb, read_weights
+from datagen.importance import FLOOR, _store, normalise, perturb, read_weights
 from tests.conftest import require_shared_presets
 
 N_PRESETS, NOTES = 6, (60, 72)

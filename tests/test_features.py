@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from datagen.features import FeatureConfig, fit_length, log_mel, mel_filterbank
+from datagen.features import FeatureConfig, fit_length, log_mel, mel_filterbank, normalise_rms
 
 
 def test_filterbank_equals_librosa():
@@ -36,6 +36,25 @@ def test_loudness_normalised():
     band = np.unravel_index(np.argmax(loud), loud.shape)
     assert loud[band] - quiet[band] == pytest.approx(np.log(1e4), abs=1e-3)  # 40 dB in power
 
+
+
+def test_normalise_rms_rows_kinds_and_silence():
+    x = np.stack([3 * np.sin(np.linspace(0, 100, 1000)), np.full(1000, 1e-9), np.zeros(1000)])  # (3, 1000) rows
+    for silence in ("clamp", "keep"):
+        y = normalise_rms(x.astype(np.float32), rms_db=-20.0, floor=1e-8, silence=silence)
+        assert y.dtype == np.float32 and y.shape == x.shape
+        assert np.sqrt(np.mean(y[0].astype(np.float64) ** 2)) == pytest.approx(0.1, rel=1e-6)
+        t = normalise_rms(torch.from_numpy(x.astype(np.float32)), rms_db=-20.0, floor=1e-8, silence=silence)
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+        np.testing.assert_allclose(t.numpy(), y, rtol=1e-6, atol=1e-12)
+    keep = normalise_rms(x, rms_db=-20.0, floor=1e-8, silence="keep")
+    assert keep.dtype == np.float64 and keep is not x
+    np.testing.assert_array_equal(keep[1:], x[1:])  # below the floor: unchanged
+    clamp = normalise_rms(x, rms_db=0.0, floor=1e-8)
+    np.testing.assert_allclose(clamp[1], 0.1)  # scaled as if at the floor: RMS 1e-9 -> 1e-9 / 1e-8
+    assert not clamp[2].any()  # silence stays silence
+    with pytest.raises(ValueError, match="silence"):
+        normalise_rms(x, rms_db=0.0, floor=1e-8, silence="mute")
 
 def test_sine_peaks_at_its_mel_band():
     c = FeatureConfig()

@@ -108,7 +108,7 @@ def test_ordinal_moves_are_steps(registry, init):
 
 def test_the_detected_key_held_time_is_what_makes_the_true_preset_best(registry, pool):
     """A pluck played with the key held 0.3 s (a 16-bit WAV): heard at the detected length, its own preset scores
-    (almost) nothing, quantisation noise in the silent tail included (objective.POWER_FLOOR); heard with the key
+    (almost) nothing, quantisation noise in the silent tail included (MelSTFTDistance.POWER_FLOOR); heard with the key
     held 1.5 s (the old fixed length), it scores far worse than it should."""
     import soundfile as sf
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from datagen.console import CliError, Group, setup_logging
+from datagen.console import CliError, ConfigError, Group, setup_logging
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +62,9 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
           no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
+    from datagen.wavetables import WavetableError
     from training.checkpoint import CheckpointError
+    from training.model import BackboneError
     from training.train import TrainConfig, train as run
 
     try:
@@ -75,7 +77,7 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
             spec_augment=not no_spec_augment, pretrained=str(pretrained) if pretrained else None,
             freeze_stages=freeze_stages, max_batches_per_epoch=max_batches_per_epoch, resume=resume, wandb=wandb)
         result = run(config)
-    except (ValueError, DatasetError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, WavetableError, CheckpointError, BackboneError, FileNotFoundError) as e:
         raise CliError(str(e).splitlines()[0]) from None
     click.echo(f"{result['output']}: {result['epochs_run']} epochs, best val loss {result['best_val_loss']:.4f} "
                f"(epoch {result['best_epoch']})")
@@ -98,6 +100,7 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
 def evaluate(checkpoint, data, split, output, batch_size, n_render, device, seed, max_items):
     """Score a checkpoint on a data set split against a predict-the-mean baseline."""
     from datagen.dataset import DatasetError
+    from datagen.wavetables import WavetableError
     from training.checkpoint import CheckpointError
     from training.evaluate import EvaluateConfig, evaluate as run, write_report
 
@@ -109,7 +112,7 @@ def evaluate(checkpoint, data, split, output, batch_size, n_render, device, seed
                                 max_items=max_items)
         report = run(config)
         paths = write_report(report, output)
-    except (ValueError, DatasetError, CheckpointError, OSError) as e:
+    except (ConfigError, DatasetError, WavetableError, CheckpointError, OSError) as e:
         raise CliError(str(e).splitlines()[0]) from None
     fmt = lambda x, spec=".4f": "n/a" if x is None else format(x, spec)  # noqa: E731
     base, spectral = report["baseline"], report["spectral_distance"]

@@ -12,15 +12,19 @@ Used by `training evaluate` (render predictions) and by inference (`Pipeline.pre
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from datagen.registry import MODULATION_SLOTS
 
+if TYPE_CHECKING:
+    from datagen.preset import Preset
+
 
 @dataclass(frozen=True)
 class Decoded:
-    preset: object  # datagen.preset.Preset
+    preset: Preset
     confidence: dict[str, float]  # categorical name -> probability of the chosen class
     wavetable_confidence: tuple[float, ...]  # per oscillator
     modulation_confidence: tuple[float, ...]  # per connection, same order as preset.modulations

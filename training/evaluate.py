@@ -15,10 +15,10 @@ The report (a JSON-able dict, `write_report` saves it with a spectrogram figure)
 - spectral distance: for `n_render` items chosen with `seed`, the decoded prediction is rendered exactly as
   the data set's rows were (`datagen.generate.LabelRenderer`, at the row's note) and compared with the
   target audio by auraloss' multi-resolution STFT loss (spectral convergence + log magnitude, FFT sizes
-  512/1024/2048, hop a quarter of each) on RMS-normalised signals. The target is the row's stored audio
-  (int16; the renders are quantised the same way, so a perfect prediction scores exactly 0) or, for a data
-  set made with --no-audio, the row's labels re-rendered. The init preset's distance is the floor
-  reference: a model that has learnt anything sits well below it.
+  512/1024/2048, hop a quarter of each) on RMS-normalised signals (`datagen.distances.LinearSTFTDistance`).
+  The target is the row's stored audio (int16; the renders are quantised the same way, so a perfect
+  prediction scores exactly 0) or, for a data set made with --no-audio, the row's labels re-rendered. The
+  init preset's distance is the floor reference: a model that has learnt anything sits well below it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.console import ConfigError
+from datagen.distances import LinearSTFTDistance
 from datagen.registry import OSCILLATORS
 
 log = logging.getLogger(__name__)
 
 SPLIT_ALL = "all"  # evaluate every row, whatever its split (tiny sets may have no val/test rows)
 MAX_FIGURE_ITEMS = 4  # rendered items shown in spectrograms.png
-STFT_SIZES = (512, 1024, 2048)  # samples; hop = size // 4, window = size
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,15 +58,15 @@ class EvaluateConfig:
 
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
         if not self.data:
-            raise ValueError("give at least one data set file")
+            raise ConfigError("give at least one data set file")
         if self.split not in (*SPLITS, SPLIT_ALL):
-            raise ValueError(f"split must be one of {', '.join((*SPLITS, SPLIT_ALL))}, got {self.split!r}")
+            raise ConfigError(f"split must be one of {', '.join((*SPLITS, SPLIT_ALL))}, got {self.split!r}")
         if self.batch_size <= 0:
-            raise ValueError(f"batch-size must be positive, got {self.batch_size}")
+            raise ConfigError(f"batch-size must be positive, got {self.batch_size}")
         if self.n_render < 0:
-            raise ValueError(f"n-render must be >= 0, got {self.n_render}")
+            raise ConfigError(f"n-render must be >= 0, got {self.n_render}")
         if self.max_items is not None and self.max_items <= 0:
-            raise ValueError(f"max-items must be positive, got {self.max_items}")
+            raise ConfigError(f"max-items must be positive, got {self.max_items}")
 
 
 class Report(dict):
@@ -184,30 +185,15 @@ def wavetable_class_map(model_catalog, data_catalog) -> np.ndarray:
 # ---- spectral distance -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _stft_loss():
-    from auraloss.freq import MultiResolutionSTFTLoss
-
-    return MultiResolutionSTFTLoss(fft_sizes=list(STFT_SIZES), hop_sizes=[n // 4 for n in STFT_SIZES],
-                                   win_lengths=list(STFT_SIZES))
+def _distance():
+    return LinearSTFTDistance()
 
 
 def spectral_distance(predicted: np.ndarray, target: np.ndarray) -> float:
-    """auraloss multi-resolution STFT loss between two mono clips (samples,) after RMS-normalising each
-    (so a gain difference costs nothing); the prediction is fitted to the target's length. 0 for equal
-    clips; a silent prediction scores about 1 + the log-magnitude gap."""
-    import torch
-
-    from datagen.features import fit_length
-
-    def norm(x: np.ndarray) -> torch.Tensor:
-        x = np.asarray(x, np.float64)
-        rms = max(float(np.sqrt(np.mean(x * x))), 1e-8)
-        return torch.from_numpy(x / rms).float()[None, None]  # (1, 1, samples)
-
-    target = np.asarray(target)
-    predicted = fit_length(np.asarray(predicted), target.shape[-1])
-    with torch.no_grad():
-        return float(_stft_loss()(norm(predicted), norm(target)))
+    """`datagen.distances.LinearSTFTDistance` between two mono clips (samples,): auraloss multi-resolution STFT
+    loss after RMS-normalising each (so a gain difference costs nothing); the prediction is fitted to the
+    target's length. 0 for equal clips; a silent prediction scores about 1 + the log-magnitude gap."""
+    return _distance()(predicted, target)
 
 
 def render_config(attrs: dict):
@@ -291,7 +277,7 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
     """Evaluate a checkpoint on a data set split; returns the report (see the module docstring).
 
     Raises CheckpointError (missing, other format or registry, weights that do not fit), DatasetError
-    (missing or other-registry data, an empty split, features other than the checkpoint's), ValueError (bad
+    (missing or other-registry data, an empty split, features other than the checkpoint's), ConfigError (bad
     config). Wavetables are matched by content, so a data set whose catalog extends the checkpoint's (an
     ingested one) is fine; tables it lacks are logged once and count as wrong."""
     import torch
@@ -423,7 +409,8 @@ def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
         **sums.result(),
         "baseline": {"fitted_on": fit_split, "fit_rows": fit["n_rows"], **baseline},
         "spectral_distance": {
-            "metric": f"auraloss MultiResolutionSTFTLoss, FFT {'/'.join(map(str, STFT_SIZES))}, RMS-normalised",
+            "metric": f"auraloss MultiResolutionSTFTLoss, FFT {'/'.join(map(str, LinearSTFTDistance.FFT_SIZES))}, "
+                      "RMS-normalised",
             "target": target_source, "n_render": len(rendered), "n_failed": len(rendered) - len(good),
             "mean": mean([e["distance"] for e in good]), "init_mean": mean([e["init_distance"] for e in good]),
             "items": rendered,

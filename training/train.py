@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from datagen.console import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -53,15 +55,15 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.num_workers < 0 or self.early_stopping_patience < 0 or self.warmup_epochs < 0:
-            raise ValueError("num-workers, early-stopping-patience and warmup-epochs must be >= 0")
+            raise ConfigError("num-workers, early-stopping-patience and warmup-epochs must be >= 0")
         if self.weight_wavetable < 0 or self.weight_modulation < 0:
-            raise ValueError("weight-wavetable and weight-modulation must be >= 0")
+            raise ConfigError("weight-wavetable and weight-modulation must be >= 0")
         if not self.data:
-            raise ValueError("give at least one data set file")
+            raise ConfigError("give at least one data set file")
 
 
 def _distributed():

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from datagen.registry import Registry
+    from datagen.wavetables import Catalog
 
 
 @dataclass(frozen=True)
 class Context:
-    registry: object  # datagen.registry.Registry
+    registry: Registry
     importance: np.ndarray  # (n_continuous,) the checkpoint's weights: which controls to search first
-    catalog: object  # datagen.wavetables.Catalog: the tables a wavetable move may choose (the checkpoint's)
+    catalog: Catalog  # the tables a wavetable move may choose (the checkpoint's)
     tier: int = 3  # the sampler tier random draws come from (the model's)
     seed: int = 0
     sigma: float = 0.1  # initial continuous step, normalised units

@@ -13,13 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datagen.preset import Preset
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    preset: object
+    preset: Preset
     loss: float
     evaluations: int
     seconds: float  # wall time from the start of the search to this state
@@ -27,7 +31,7 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Refinement:
-    preset: object  # the best preset found (the first start when nothing beat it)
+    preset: Preset  # the best preset found (the first start when nothing beat it)
     initial_loss: float  # the first start's loss
     final_loss: float
     evaluations: int

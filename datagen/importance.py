@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.console import ConfigError
 from datagen.dataset import DatasetError
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
     """Measure, store (unless store=False) and return the (n_continuous,) float32 importance weights.
 
     params: names of continuous controls to measure (default: all); the others get weight 1.
-    Raises DatasetError for an unusable data set, ValueError for bad arguments.
+    Raises DatasetError for an unusable data set, ConfigError for bad arguments.
     """
     import h5py
     from tqdm import tqdm
@@ -101,11 +102,11 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
     from datagen.render import RenderConfig
 
     if presets < 1:
-        raise ValueError(f"presets must be >= 1, got {presets}")
+        raise ConfigError(f"presets must be >= 1, got {presets}")
     if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
+        raise ConfigError(f"delta must be in (0, 1), got {delta}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     path = Path(path)
     attrs = open_checked(path, need=("split", "preset_index", "midi_note", *LABELS))
     registry = load_registry()
@@ -118,7 +119,7 @@ def compute_weights(path: Path, *, presets: int = 8, delta: float = 0.1, workers
     else:
         unknown = [p for p in params if p not in names]
         if unknown:
-            raise ValueError(f"not continuous controls: {', '.join(unknown)}")
+            raise ConfigError(f"not continuous controls: {', '.join(unknown)}")
         measured = sorted({names.index(p) for p in params})
     rows = _train_rows(path, presets)
     if not rows:
