@@ -29,3 +29,23 @@ def test_no_torchaudio_and_torch_not_capped_below_2_14():
     text = (ROOT / "pyproject.toml").read_text()
     assert "torchaudio" not in text
     assert re.search(r'"torch>=2\.(1[4-9]|[2-9]\d)', text)
+
+
+def test_the_wheel_ships_the_default_model_and_bank_and_finds_them_from_anywhere(tmp_path):
+    """`pip install .` (not editable) must find the default model from any folder: the wheel holds
+    inference/assets/model.pt and bank.npz, and default_checkpoint() resolves inside the installed package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(tmp_path / "wheel")], check=True, capture_output=True, cwd=tmp_path)
+    wheel = next((tmp_path / "wheel").glob("vital_match-*.whl"))
+    sizes = {i.filename: i.file_size for i in zipfile.ZipFile(wheel).infolist()}
+    assert 1e6 < sizes["inference/assets/model.pt"] < 50e6 and sizes["inference/assets/bank.npz"] < 20e6
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    found = subprocess.run([sys.executable, "-c", "from inference.predict import default_checkpoint as d; "
+                            "print(d(), d().is_file())"], capture_output=True, text=True, cwd=tmp_path,
+                           env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, check=True)
+    assert found.stdout.split() == [str(tmp_path / "site" / "inference" / "assets" / "model.pt"), "True"]
