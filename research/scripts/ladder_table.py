@@ -16,7 +16,7 @@ def row(folder: Path) -> str:
              f"{r['continuous_mae']:.4f} / {b['continuous_mae']:.4f} = **{r['continuous_mae'] / b['continuous_mae']:.3f}**",
              f"{r['categorical_accuracy']:.3f} / {b['categorical_accuracy']:.3f} "
              f"({100 * (r['categorical_accuracy'] - b['categorical_accuracy']):+.1f} pts)"]
-    if r.get("wavetable_count"):
+    if r.get("wavetable_count") and b.get("wavetable_accuracy", 0) < 1.0:  # tier 1: every table is init
         cells.append(f"{r['wavetable_accuracy']:.3f} ({r['wavetable_accuracy'] * n_tables:.1f}x chance)")
     else:
         cells.append("-")
