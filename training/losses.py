@@ -78,7 +78,8 @@ class MaskSpec:
 
 
 def build_mask_spec(registry, *, tier: int) -> MaskSpec:
-    """The on-switch column and the static heard flag of every continuous and categorical parameter."""
+    """The on-switch column, the static heard flag (varied by the sampler at this tier; everything at tier 0)
+    and the modulation source (for modulators) of every continuous and categorical parameter."""
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
     from datagen.sampler import varied_params
