@@ -82,7 +82,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     from training import checkpoint
     from training.data import PresetDataset, collate
     from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
-    from training.schedule import accumulation_windows, lr_factor, spec_augment
+    from training.schedule import accumulation_windows, lr_factor
 
     rank, world, local_rank = _distributed()
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -155,26 +155,6 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     elif config.resume and main:
         log.info("no %s yet: starting a new run", latest)
 
-    def payload(metrics: dict) -> dict:
-        rng = [torch.get_rng_state()]
-        if world > 1:
-            gathered = [torch.empty_like(rng[0]) for _ in range(world)]
-            dist.all_gather_object(gathered, rng[0])
-            rng = gathered
-        return {
-            "model": model.state_dict(), "model_config": model_config.to_dict(),
-            "feature_config": info.feature_config, "render_config": info.render_config,  # as the data set has them
-            "registry": registry.describe(),
-            "registry_fingerprint": registry.fingerprint, "sources": list(registry.sources),
-            "destinations": list(registry.destinations), "wavetable_catalog": info.wavetable_catalog,
-            "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
-            "train_config": dataclasses.asdict(config), "metrics": metrics,
-            "importance": loss_fn.importance.cpu().tolist(),  # per continuous parameter, as the loss used it
-            "baseline": baseline,  # the constant the model must beat (training.baseline), decodable at inference
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
-            "state": state,
-        }
-
     run_log = None
     if config.wandb and main:  # optional; offline unless WANDB_MODE says otherwise, never required
         import wandb
@@ -185,43 +165,21 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     from tqdm import tqdm
 
     for epoch in range(state["epoch"] + 1, config.epochs):
-        net.train()
-        if train_sampler is not None:
-            train_sampler.set_epoch(epoch)
-            sampler = train_sampler
+        sampler = train_sampler
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         else:  # a generator seeded per epoch: the same batches whether or not the run was resumed
             sampler = torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(
                 config.seed * 100003 + epoch))
         loader = DataLoader(train_set, sampler=sampler, **loader_args)
         aug = torch.Generator().manual_seed(config.seed * 7919 + epoch * 31 + rank)
-        t0, seen, wait = time.perf_counter(), 0, 0.0
-        sums: dict[str, float] = {}
-        batches = iter(loader)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not (main and show_progress), dynamic_ncols=True)
-        for w, size in enumerate(windows):
-            optimizer.zero_grad(set_to_none=True)
-            for k in range(size):
-                tw = time.perf_counter()
-                batch = next(batches)
-                wait += time.perf_counter() - tw
-                batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
-                mel = spec_augment(batch["mel"], generator=aug) if config.spec_augment else batch["mel"]
-                sync = k == size - 1 or world == 1
-                with (nullcontext() if sync else net.no_sync()), autocast:
-                    parts = loss_fn(_float(net(mel)), batch, epoch=epoch + w / len(windows))
-                    (parts["loss"] / size).backward()
-                n = len(batch["midi_note"])
-                seen += n
-                for key, v in parts.items():
-                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * n
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
-            torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
-            optimizer.step()
-            scheduler.step()
-            state["step"] += 1
+        stats = _train_epoch(net, loss_fn, loader, optimizer=optimizer, scheduler=scheduler, params=params,
+                             windows=windows, epoch=epoch, device=device, world=world, autocast=autocast, aug=aug,
+                             config=config, bar=bar)
         bar.close()
-        train_time = time.perf_counter() - t0
+        state["step"] += len(windows)
+        sums, seen, wait, train_time = stats["sums"], stats["seen"], stats["wait"], stats["seconds"]
         val = _validate(net, loss_fn, val_loader, device, world, autocast)
         row = {"epoch": epoch, "step": state["step"], "lr": scheduler.get_last_lr()[0],
                **{f"train/{k}": v / max(seen, 1) for k, v in sums.items()}, **{f"val/{k}": v for k, v in val.items()},
@@ -235,7 +193,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
             state.update(best_val_loss=val["loss"], best_epoch=epoch, stale=0)
         else:
             state["stale"] += 1
-        ckpt = payload(row)
+        ckpt = _payload(model=model, model_config=model_config, info=info, registry=registry, config=config,
+                        metrics=row, loss_fn=loss_fn, baseline=baseline, optimizer=optimizer, scheduler=scheduler,
+                        state=state, world=world)
         if main:
             checkpoint.save(latest, ckpt)
             if improved:
@@ -258,6 +218,69 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
         dist.destroy_process_group()
     return {"epochs_run": len(state["history"]), "best_val_loss": state["best_val_loss"],
             "best_epoch": state["best_epoch"], "history": state["history"], "output": str(out)}
+
+
+def _train_epoch(net, loss_fn, loader, *, optimizer, scheduler, params, windows, epoch: int, device, world: int,
+                 autocast, aug, config: TrainConfig, bar) -> dict:
+    """One pass over `loader` in accumulation `windows` (one optimizer + scheduler step each, gradients clipped).
+    Returns sums (loss part -> sum over rows), seen (rows), wait (s blocked on the loader), seconds (s)."""
+    import torch
+
+    from training.schedule import spec_augment
+
+    net.train()
+    t0, seen, wait = time.perf_counter(), 0, 0.0
+    sums: dict[str, float] = {}
+    batches = iter(loader)
+    for w, size in enumerate(windows):
+        optimizer.zero_grad(set_to_none=True)
+        for k in range(size):
+            tw = time.perf_counter()
+            batch = next(batches)
+            wait += time.perf_counter() - tw
+            batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
+            mel = spec_augment(batch["mel"], generator=aug) if config.spec_augment else batch["mel"]
+            sync = k == size - 1 or world == 1
+            with (nullcontext() if sync else net.no_sync()), autocast:
+                parts = loss_fn(_float(net(mel)), batch, epoch=epoch + w / len(windows))
+                (parts["loss"] / size).backward()
+            n = len(batch["midi_note"])
+            seen += n
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(v.detach()) * n
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+        optimizer.step()
+        scheduler.step()
+    return {"sums": sums, "seen": seen, "wait": wait, "seconds": time.perf_counter() - t0}
+
+
+def _payload(*, model, model_config, info, registry, config: TrainConfig, metrics: dict, loss_fn, baseline: dict,
+             optimizer, scheduler, state: dict, world: int) -> dict:
+    """The checkpoint: everything to rebuild and use the model (training.checkpoint), plus what resuming needs
+    (optimizer, scheduler, every rank's RNG state, the trainer's state)."""
+    import torch
+    import torch.distributed as dist
+
+    rng = [torch.get_rng_state()]
+    if world > 1:
+        gathered = [torch.empty_like(rng[0]) for _ in range(world)]
+        dist.all_gather_object(gathered, rng[0])
+        rng = gathered
+    return {
+        "model": model.state_dict(), "model_config": model_config.to_dict(),
+        "feature_config": info.feature_config, "render_config": info.render_config,  # as the data set has them
+        "registry": registry.describe(),
+        "registry_fingerprint": registry.fingerprint, "sources": list(registry.sources),
+        "destinations": list(registry.destinations), "wavetable_catalog": info.wavetable_catalog,
+        "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
+        "train_config": dataclasses.asdict(config), "metrics": metrics,
+        "importance": loss_fn.importance.cpu().tolist(),  # per continuous parameter, as the loss used it
+        "baseline": baseline,  # the constant the model must beat (training.baseline), decodable at inference
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
+        "state": state,
+    }
 
 
 def _baseline(dataset, model_config, *, n_wavetables: int) -> dict:
