@@ -9,6 +9,7 @@ code).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -99,7 +100,11 @@ class Pipeline:
     def mean_preset(self):
         """The constant the network must beat: the predict-the-mean outputs of its training data
         (`training.baseline`, stored by the trainer) decoded like a prediction, with no modulation. None for
-        a checkpoint trained before the trainer stored it."""
+        a checkpoint trained before the trainer stored it. Decoded once per Pipeline (a Preset is immutable)."""
+        return self._mean_preset
+
+    @functools.cached_property
+    def _mean_preset(self):
         import torch
 
         from training.baseline import baseline_outputs

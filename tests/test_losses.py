@@ -377,3 +377,23 @@ def test_wavetable_loss_counts_only_oscillators_that_are_on(registry):
     parts = loss(outputs, batch, epoch=0.0)
     expected = F.cross_entropy(logits[0][:1], target[0, :1])
     assert parts["loss/wavetable"] == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("tier", [1, 2, 3])
+def test_varied_params_covers_every_control_the_sampler_changes(registry, tier):
+    """`varied_params` lists what `Sampler.sample` draws; a control the sampler changes but the list misses
+    would be masked out of the loss. 64 presets per tier: every control that differs from init is listed."""
+    from datagen.dataset import as_stored
+    from datagen.preset import init_preset
+    from datagen.sampler import Sampler, SamplerConfig, varied_params
+
+    init = as_stored(init_preset(registry))  # the sampler's presets are stored values (float32) too
+    sampler = Sampler(SamplerConfig(tier=tier, seed=3), registry=registry)
+    changed = set()
+    for i in range(64):
+        p = sampler.sample(i)
+        changed |= {k for k, v in p.continuous.items() if v != init.continuous[k]}
+        changed |= {k for k, v in p.categorical.items() if v != init.categorical[k]}
+    constant_zero = {f"osc_{i}_random_phase" for i in (1, 2, 3)}  # set to 0 in every preset: one value, not varied
+    assert changed - constant_zero <= varied_params(tier, registry)
+    assert len(changed & varied_params(tier, registry)) > 0.9 * len(varied_params(tier, registry))

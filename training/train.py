@@ -117,7 +117,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     if config.pretrained:
         load_pretrained_backbone(model, config.pretrained)
     model.to(device)
-    baseline = _baseline(train_set, model_config, n_wavetables=n_tables)
+    baseline = _baseline(train_set, model_config, registry=registry, n_wavetables=n_tables)
     loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing,
                     weight_wavetable=config.weight_wavetable, weight_modulation=config.weight_modulation).to(device)
 
@@ -283,15 +283,14 @@ def _payload(*, model, model_config, info, registry, config: TrainConfig, metric
     }
 
 
-def _baseline(dataset, model_config, *, n_wavetables: int) -> dict:
+def _baseline(dataset, model_config, *, registry, n_wavetables: int) -> dict:
     """The train split's predict-the-mean outputs, as plain lists for the checkpoint: continuous (n_cont,)
     masked means, categorical the masked mode per predicted column (model_config.predicted_categorical
     order), wavetable the masked mode class per oscillator."""
-    from datagen.registry import load_registry
     from training.baseline import fit_baseline
     from training.losses import build_mask_spec
 
-    fit = fit_baseline(dataset.paths, spec=build_mask_spec(load_registry(), tier=dataset.info.tier),
+    fit = fit_baseline(dataset.paths, spec=build_mask_spec(registry, tier=dataset.info.tier),
                        predicted_categorical=model_config.predicted_categorical, n_wavetables=n_wavetables,
                        split="train")
     return {"continuous": fit["continuous"].tolist(),
