@@ -52,6 +52,7 @@ class BankConfig:
     tiers: tuple[int, ...] = (1, 2, 3)
     notes: tuple[int, ...] = (36, 48, 60, 72)  # MIDI notes every preset is heard at
     seed: int = BANK_SEED
+    sampler_version: int = 2  # `datagen.sampler.VERSIONS`
     real: tuple[str, ...] = ()  # paths of real presets to add (the "build" split only)
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
@@ -96,7 +97,8 @@ class Bank:
 
         if int(self.tier[row]) == REAL:
             return Preset.from_vital(json.loads(self.real[int(self.index[row])]), source="bank entry")
-        return _sampler(int(self.tier[row]), int(self.config["seed"])).sample(int(self.index[row]))
+        version = int(self.config.get("sampler_version", 1))  # banks from before versions were sampler 1
+        return _sampler(int(self.tier[row]), int(self.config["seed"]), version).sample(int(self.index[row]))
 
     def nearest(self, audio: np.ndarray, *, note: int, k: int) -> list:
         """The presets of the `k` entries closest to `audio` ((samples,) mono at the features' rate) among those
@@ -147,11 +149,11 @@ class Bank:
 
 
 @functools.lru_cache(maxsize=8)
-def _sampler(tier: int, seed: int):
+def _sampler(tier: int, seed: int, version: int):
     """The sampler of a tier, over the installed registry and the default catalog (what banks are built with)."""
     from datagen.sampler import Sampler, SamplerConfig
 
-    return Sampler(SamplerConfig(tier=tier, seed=seed))
+    return Sampler(SamplerConfig(tier=tier, seed=seed, version=version))
 
 
 def preset_hash(preset, registry, catalog) -> bytes:
@@ -210,7 +212,7 @@ def build(output: str | Path, config: BankConfig = BankConfig(), *, workers: int
             if tier == REAL:
                 presets, indices = real, list(range(len(real)))
             else:
-                sampler = _sampler(tier, config.seed)
+                sampler = _sampler(tier, config.seed, config.sampler_version)
                 indices = list(range(start, min(start + CHUNK, config.presets_per_tier)))
                 presets = [sampler.sample(i) for i in indices]
             rows = {"tier": [], "index": [], "note": [], "embedding": [], "hash": []}

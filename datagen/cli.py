@@ -11,70 +11,9 @@ from datagen.bank import BankConfig
 from datagen.console import CliError, ConfigError, Group, check_writable, setup_logging
 from datagen.generate import GenerateConfig
 from datagen.render import RenderConfig
-from datagen.sampler import TIERS
-
-
-# ---- options of several commands: one definition each, so they cannot drift; defaults from the configs ----
-
-
-def _parse_notes(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        notes = tuple(int(x) for x in value.split(","))
-    except ValueError:
-        raise CliError(f"--notes must be comma-separated MIDI numbers, got {value!r}") from None
-    if any(not 0 <= n <= 127 for n in notes):
-        raise CliError(f"--notes must be MIDI numbers 0..127, got {value!r}")
-    return notes
-
-
-def _notes_option(default: tuple[int, ...], *, help: str = "MIDI notes rendered per preset."):
-    """--notes "48,60,72" -> (48, 60, 72)."""
-    return click.option("--notes", default=",".join(map(str, default)), show_default=True, callback=_parse_notes,
-                        help=help)
-
-
-def _parse_tiers(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        tiers = tuple(int(t) for t in value.split(",") if t.strip())
-    except ValueError:
-        raise CliError(f"--tiers takes comma-separated tiers, got {value!r}") from None
-    if not tiers or any(t not in TIERS for t in tiers):
-        raise CliError(f"--tiers must be among {', '.join(map(str, TIERS))}, got {value!r}")
-    return tiers
-
-
-def _tiers_option(default: tuple[int, ...]):
-    """--tiers "1,2,3" -> (1, 2, 3), each a sampler tier."""
-    return click.option("--tiers", default=",".join(map(str, default)), show_default=True, callback=_parse_tiers)
-
-
-def _length_options(command):
-    """--length and --note-length (seconds), for every command that renders presets."""
-    seconds = click.FloatRange(min=0, min_open=True)
-    command = click.option("--note-length", type=seconds, default=RenderConfig.note_length, show_default=True,
-                           help="Seconds the key is held.")(command)
-    return click.option("--length", type=seconds, default=RenderConfig.render_length, show_default=True,
-                        help="Seconds of audio per render.")(command)
-
-
-def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected i/N (e.g. 0/4), got {value!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise click.BadParameter(f"need 0 <= i < N, got {value}")
-    return i, n
-
-
-def _shard_option(*, help: str):
-    """--shard i/N -> (i, N); the default, GenerateConfig's (0, 1), is the whole job in one shard."""
-    return click.option("--shard", default="{}/{}".format(*GenerateConfig.shard), show_default=True,
-                        callback=_parse_shard, help=help)
-
-
-_no_audio_option = click.option("--no-audio", is_flag=True, help="Store mels and labels only (no 16-bit PCM audio).")
-_quiet_option = click.option("--quiet", is_flag=True, help="No progress bar.")
+from datagen.options import (length_options, no_audio_option, notes_option, quiet_option, shard_option,
+                             tiers_option)
+from datagen.sampler import TIERS, VERSIONS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +47,7 @@ def registry(as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="WAV file to write.")
 @click.option("--note", type=click.IntRange(0, 127), default=60, show_default=True, help="MIDI note.")
 @click.option("--velocity", type=click.FloatRange(0, 1), default=RenderConfig.velocity, show_default=True)
-@_length_options
+@length_options
 @click.option("--sample-rate", type=click.IntRange(8000, 192000), default=RenderConfig.sample_rate, show_default=True)
 @click.option("--stereo", is_flag=True, help="Write both channels (default: mono mix).")
 def render(preset_path: Path, output: Path, note: int, velocity: float, note_length: float, length: float,
@@ -171,7 +110,7 @@ def bench_render(preset_dir: Path | None, count: int, rounds: int) -> None:
 
 @main.command("bench-generate")
 @click.option("-n", "--count", type=click.IntRange(min=2), default=24, show_default=True, help="Presets per run.")
-@_tiers_option(TIERS)
+@tiers_option(TIERS)
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("data/bench"), show_default=True)
 def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
     """Generation throughput vs raw vita, 1 -> 2 worker scaling, bytes per row, rejection rate per tier."""
@@ -199,16 +138,19 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Render worker processes.")
 @click.option("--seed", type=int, default=GenerateConfig.seed, show_default=True)
-@_notes_option(GenerateConfig.notes)
-@_length_options
-@_no_audio_option
-@_shard_option(help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
+@click.option("--sampler-version", type=click.Choice([str(v) for v in VERSIONS]),
+              default=str(GenerateConfig.sampler_version), show_default=True,
+              help="2 orders oscillators and filters canonically; 1 reproduces data sets made before it.")
+@notes_option(GenerateConfig.notes)
+@length_options
+@no_audio_option
+@shard_option(help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=GenerateConfig.chunk_size, show_default=True,
               help="Presets per resumable chunk.")
 @click.option("--wavetables-from", type=click.Path(path_type=Path), default=None,
               help="Add the wavetables of every .vital file below this folder to the catalog.")
-@_quiet_option
-def generate(tier, n_presets, output, workers, seed, notes, length, note_length, no_audio, shard, chunk_size,
+@quiet_option
+def generate(tier, n_presets, output, workers, seed, sampler_version, notes, length, note_length, no_audio, shard, chunk_size,
              wavetables_from, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
@@ -223,7 +165,8 @@ def generate(tier, n_presets, output, workers, seed, notes, length, note_length,
     _check_folder(wavetables_from, "--wavetables-from")
     try:
         config = GenerateConfig(
-            tier=tier, n_presets=n_presets, seed=seed, notes=notes, store_audio=not no_audio, shard=shard,
+            tier=tier, n_presets=n_presets, seed=seed, sampler_version=int(sampler_version), notes=notes,
+            store_audio=not no_audio, shard=shard,
             chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
             render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
@@ -252,10 +195,6 @@ def merge(shards, output):
 
 # ---- data set tools: inspect, compute-weights, ingest, preview, precompute-mels ---------------------------
 
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
-
-
 @main.command("inspect")
 @click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
 @click.option("--png", type=click.Path(path_type=Path), default=None,
@@ -264,7 +203,7 @@ def _fmt(x) -> str:
 def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
     """Summarise a data set: schema, attributes, splits, label statistics, loudness, modulations."""
     from datagen.dataset import DatasetError
-    from datagen.summary import plot_mels, summarize
+    from datagen.summary import plot_mels, summarize, summary_text
 
     if png is not None:
         check_writable(png)
@@ -276,47 +215,7 @@ def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**s, "png_rows": rows}, indent=1))
         return
-    a = s["attrs"]
-    fc = a["feature_config"] or {}
-    click.echo(f"{s['path']}: {a['n_presets']} presets, {a['n_rows']} rows; tier {a['tier']}"
-               + (" (real presets)" if a["tier"] == 0 else f", seed {a['seed']}"))
-    if a["source_folder"]:
-        click.echo(f"  source folder: {a['source_folder']}")
-    click.echo(f"  registry {a['registry_fingerprint']} ("
-               + ("matches the installed vita" if s["registry_matches"] else "DIFFERS from the installed vita")
-               + f"); wavetable catalog {a['catalog_size']} tables ({a['wavetable_catalog_fingerprint']})")
-    click.echo(f"  notes {a['notes']} at {a['sample_rate']} Hz; mel {fc.get('n_mels')} bands (n_fft "
-               f"{fc.get('n_fft')}, hop {fc.get('hop_length')}, {fc.get('f_min'):g}-{fc.get('f_max'):g} Hz, "
-               f"{fc.get('duration'):g} s)")
-    click.echo(f"  rejections: {a['rejections'] or 'none'}")
-    click.echo("datasets:")
-    for name, d in s["schema"].items():
-        click.echo(f"  {name:<22} {str(tuple(d['shape'])):<20} {d['dtype']}")
-    click.echo("splits: " + ", ".join(f"{k} {v['rows']} rows / {v['presets']} presets" for k, v in s["splits"].items()))
-    click.echo("rms: " + "  ".join(f"{k} {v:.4f}" for k, v in s["rms"].items()) + f"   (peak max {s['peak_max']:.3f})")
-    m = s["modulations"]
-    click.echo(f"modulation connections per preset: mean {m['mean']:.2f}, min {m['min']}, max {m['max']} "
-               f"({m['presets_without']} presets without)")
-    w = s["wavetables"]
-    click.echo(f"wavetables: {w['distinct']} distinct catalog tables, {w['init_fraction']:.0%} of oscillators on init")
-    c = s["continuous"]
-    click.echo(f"continuous: {c['n']} parameters, {c['n_sampled']} sampled, {_fmt(c['n_varied'])} differ from "
-               f"init somewhere, {_fmt(c['n_sampled_never_varied'])} sampled but never varied")
-    by_name = {p["name"]: p for p in c["params"]}
-    click.echo("  least varied:")
-    for name in c["least_varied"]:
-        p = by_name[name]
-        differs = "-" if p["differs_from_init"] is None else f"{p['differs_from_init']:.0%}"
-        click.echo(f"    {name:<28} differs {differs:>4}  mean {p['mean']:.3f}  std {p['std']:.3f}"
-                   f"  [{p['min']:.3f}, {p['max']:.3f}]")
-    k = s["categorical"]
-    by_name = {p["name"]: p for p in k["params"]}
-    click.echo(f"categorical: {k['n']} parameters, {k['n_sampled']} sampled, {k['n_all_classes_seen']} show every "
-               f"class, {k['n_constant']} constant")
-    click.echo("  fewest distinct: " + ", ".join(
-        f"{n} {by_name[n]['distinct']}/{by_name[n]['n_classes']}" for n in k["fewest_distinct"]))
-    if s["importance"] is not None:
-        click.echo(f"importance weights: stored ({len(s['importance'])} continuous parameters)")
+    click.echo(summary_text(s))
     if rows is not None:
         click.echo(f"wrote {png} (mels of rows {', '.join(map(str, rows))})")
 
@@ -330,7 +229,7 @@ def inspect_command(data: Path, png: Path | None, as_json: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Render worker processes (forked per render, so results do not depend on this).")
 @click.option("--param", "params", multiple=True, help="Measure only these continuous controls (repeatable).")
-@_quiet_option
+@quiet_option
 def compute_weights_command(data: Path, presets: int, delta: float, workers: int, params: tuple[str, ...],
                             quiet: bool) -> None:
     """Measure per-parameter importance (perturb, render, compare log-mels) and store it in the data set."""
@@ -362,14 +261,14 @@ def compute_weights_command(data: Path, presets: int, delta: float, workers: int
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The bank file (.npz).")
 @click.option("-n", "--presets-per-tier", type=click.IntRange(min=1), default=BankConfig.presets_per_tier,
               show_default=True, help="Sampler presets of each tier.")
-@_tiers_option(BankConfig.tiers)
-@_notes_option(BankConfig.notes, help="MIDI notes every preset is heard at.")
+@tiers_option(BankConfig.tiers)
+@notes_option(BankConfig.notes, help="MIDI notes every preset is heard at.")
 @click.option("--real", "real_folder", type=click.Path(path_type=Path), default=None,
               help="Also add the 'build' half of the real presets this folder's README.md lists (never 'score').")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
-@_shard_option(help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to "
+@shard_option(help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to "
                     "write the bank once all chunks exist.")
-@_quiet_option
+@quiet_option
 def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, shard, quiet):
     """Build a preset bank (resumable: rerun the same command after an interruption)."""
     from datagen.bank import BankError, build
@@ -389,11 +288,11 @@ def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, s
 @main.command("ingest")
 @click.argument("folder", metavar="PRESET_DIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
-@_notes_option(GenerateConfig.notes)  # ingest writes generate's schema, at generate's notes unless told
-@_length_options
+@notes_option(GenerateConfig.notes)  # ingest writes generate's schema, at generate's notes unless told
+@length_options
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render worker processes.")
-@_no_audio_option
-@_quiet_option
+@no_audio_option
+@quiet_option
 def ingest_command(folder: Path, output: Path, notes: tuple[int, ...], length: float, note_length: float, workers: int,
                    no_audio: bool, quiet: bool) -> None:
     """Turn a folder of real .vital presets into a data set (generate's schema, tier 0)."""
@@ -456,7 +355,7 @@ def preview_command(data: Path, row: int, output: Path | None) -> None:
 @click.option("--f-max", type=click.FloatRange(min=0, min_open=True), default=None, help="Hz [default: the set's].")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write a copy with the new mels (default: rewrite DATA.h5 in place).")
-@_quiet_option
+@quiet_option
 def precompute_mels_command(data: Path, n_mels, n_fft, hop_length, f_min, f_max, output: Path | None,
                             quiet: bool) -> None:
     """Recompute the mel dataset from the stored audio with another feature configuration."""

@@ -5,7 +5,7 @@ recording's level says nothing about the preset, so a gain difference costs noth
 
 Who uses which:
 
-- training (`training evaluate`, `training.evaluate.spectral_distance`): `LinearSTFTDistance`, auraloss'
+- training (`training evaluate`, `training.audio.spectral_distance`): `LinearSTFTDistance`, auraloss'
   multi-resolution STFT loss as it comes (spectral convergence + log magnitude, linear frequency).
 - refinement (`inference.objective.Objective`, what every search minimises): `MelSTFTDistance`, the same loss on a
   64-band mel scale with a power floor.

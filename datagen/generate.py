@@ -44,6 +44,7 @@ class GenerateConfig:
     tier: int = 3
     n_presets: int = 1000
     seed: int = 0
+    sampler_version: int = 2  # `datagen.sampler.VERSIONS`: 2 orders interchangeable slots canonically
     notes: tuple[int, ...] = (48, 60, 72)  # MIDI notes rendered per preset (one row each)
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
@@ -67,7 +68,11 @@ class GenerateConfig:
             raise ConfigError(f"notes must be MIDI numbers 0..127, got {self.notes}")
         if self.render.sample_rate != self.features.sample_rate:
             raise ConfigError("render and feature sample rates differ")
-        SamplerConfig(tier=self.tier)  # validates the tier
+        self.sampler_config  # validates the tier and version
+
+    @property
+    def sampler_config(self) -> SamplerConfig:
+        return SamplerConfig(tier=self.tier, seed=self.seed, version=self.sampler_version)
 
     def catalog(self):
         """The wavetable catalog of this run: procedural tables, then any found under `wavetables_from`."""
@@ -133,7 +138,7 @@ def _handler(config: GenerateConfig):
     from datagen.sampler import Sampler
 
     registry = load_registry()
-    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=config.catalog())
+    sampler = Sampler(config.sampler_config, registry=registry, catalog=config.catalog())
     renderer = Renderer(config.render, registry=registry)
 
     def handle(request: tuple) -> dict | np.ndarray:
@@ -273,7 +278,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     for path in chunk_files:
         with np.load(path) as z:
             rejected.update(json.loads(str(z[_REJECTED])))
-    sampler = Sampler(SamplerConfig(tier=config.tier, seed=config.seed), registry=registry, catalog=catalog)
+    sampler = Sampler(config.sampler_config, registry=registry, catalog=catalog)
     attrs = Manifest(
         registry=registry, catalog=catalog, config=dataclasses.asdict(config), render=config.render,
         features=config.features, notes=config.notes, tier=config.tier, seed=config.seed,

@@ -105,15 +105,41 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     Returns: files, presets (kept), rows, skipped (reason -> count), clipped, catalog_size, real_tables,
     seconds, output. Raises DatasetError (no presets, nothing renderable, output exists), ConfigError (bad options).
     """
-    from tqdm import tqdm
-
-    from datagen.isolation import ThreadWorkers, WorkerCrash
-    from datagen.preset import PresetError, find_presets, read_vital
     from datagen.registry import load_registry
     from datagen.wavetables import default_catalog
 
     folder, output = Path(folder), Path(output)
     notes = tuple(int(n) for n in notes)
+    features = _check_options(notes=notes, workers=workers, render=render, features=features)
+    paths = _find_presets(folder, output)
+
+    t0 = time.perf_counter()
+    registry = load_registry()
+    jobs, unreadable = _read(paths, registry)
+    catalog = default_catalog().extend(_tables(folder, unreadable))
+    results = _render_presets(jobs, folder=folder, registry=registry, notes=notes, render=render,
+                              features=features, min_peak=min_peak, workers=workers, timeout=timeout,
+                              show_progress=show_progress)
+    skipped = Counter(["unreadable"] * len(unreadable) + [r["rejected"] for r in results if "rejected" in r])
+    clipped = sum(r["clipped"] for r in results if "rejected" not in r)
+    if clipped:
+        log.warning("%d preset(s) exceed full scale; their audio was clipped to [-1, 1]", clipped)
+    chunks = _rows(jobs, results, registry=registry, catalog=catalog, notes=notes, store_audio=store_audio)
+    if not chunks:
+        raise DatasetError(f"{folder}: none of {len(paths)} preset(s) could be rendered ({dict(skipped)})")
+
+    n_presets = len(chunks)
+    attrs = _attrs(folder, paths, registry=registry, catalog=catalog, notes=notes, render=render, features=features,
+                   store_audio=store_audio, min_peak=min_peak, n_presets=n_presets, skipped=skipped)
+    write_h5(output, iter(chunks), n_presets * len(notes), attrs)
+    return {"files": len(paths), "presets": n_presets, "rows": n_presets * len(notes), "skipped": dict(skipped),
+            "clipped": clipped, "catalog_size": len(catalog), "real_tables": len(catalog) - len(default_catalog()),
+            "seconds": time.perf_counter() - t0, "output": str(output)}
+
+
+def _check_options(*, notes: tuple[int, ...], workers: int, render: RenderConfig,
+                   features: FeatureConfig | None) -> FeatureConfig:
+    """ConfigError for a bad option; the features to use (default: the render's length and sample rate)."""
     if not notes or any(not 0 <= n <= 127 for n in notes):
         raise ConfigError(f"notes must be MIDI numbers 0..127, got {notes}")
     if workers < 1:
@@ -121,6 +147,13 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     features = features or FeatureConfig(sample_rate=render.sample_rate, duration=render.render_length)
     if features.sample_rate != render.sample_rate:
         raise ConfigError("render and feature sample rates differ")
+    return features
+
+
+def _find_presets(folder: Path, output: Path) -> list[Path]:
+    """The `.vital` files below `folder` (sorted); DatasetError when there are none or `output` exists."""
+    from datagen.preset import find_presets
+
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
     paths = find_presets(folder)
@@ -128,19 +161,32 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
         raise DatasetError(f"{folder}: no .vital presets in this folder")
     if output.exists():
         raise DatasetError(f"{output} exists; delete it or choose another output path")
+    return paths
 
-    t0 = time.perf_counter()
-    registry = load_registry()
-    skipped: Counter = Counter()
-    jobs, unreadable = [], set()  # (file index, path, preset); paths read_vital refused
+
+def _read(paths: list[Path], registry) -> tuple[list, set]:
+    """(jobs: (file index, path, preset as stored) of every file `read_vital` reads, the paths it refused: one
+    warning line each)."""
+    from datagen.preset import PresetError, read_vital
+
+    jobs, unreadable = [], set()
     for i, path in enumerate(paths):
         try:
             jobs.append((i, path, as_stored(read_vital(path, registry=registry))))
         except PresetError as e:
             log.warning("%s; skipped", e)
-            skipped["unreadable"] += 1
             unreadable.add(path)
-    catalog = default_catalog().extend(_tables(folder, unreadable))
+    return jobs, unreadable
+
+
+def _render_presets(jobs: list, *, folder: Path, registry, notes: tuple[int, ...], render: RenderConfig,
+                    features: FeatureConfig, min_peak: float, workers: int, timeout: float,
+                    show_progress: bool) -> list[dict]:
+    """Every job's preset rendered at `notes` in crash-isolated worker processes, `workers` at a time: per job,
+    `_handler`'s result dict, or {"rejected": "crash" | "refused" | "non-finite" | "silent"} with one warning line."""
+    from tqdm import tqdm
+
+    from datagen.isolation import ThreadWorkers, WorkerCrash
 
     isolated = ThreadWorkers(_handler, render, features, min_peak, timeout=timeout, fork=True)  # one per thread
 
@@ -165,35 +211,28 @@ def ingest(folder: Path, output: Path, *, notes: tuple[int, ...] = (48, 60, 72),
     with tqdm(total=len(jobs), unit="preset", disable=not show_progress, desc="ingest", dynamic_ncols=True) as bar:
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(one, jobs))
+                return list(pool.map(one, jobs))
         finally:
             isolated.close()
 
-    chunks, clipped = [], 0
-    for (i, path, preset), result in zip(jobs, results):
-        if "rejected" in result:
-            skipped[result["rejected"]] += 1
-            continue
-        clipped += result["clipped"]
-        chunks.append(preset_rows(i, labels_of(preset, registry, catalog), notes=notes, mel=result["mel"],
-                                  rms=result["rms"], peak=result["peak"],
-                                  audio=result["audio"] if store_audio else None))
-    if clipped:
-        log.warning("%d preset(s) exceed full scale; their audio was clipped to [-1, 1]", clipped)
-    if not chunks:
-        raise DatasetError(f"{folder}: none of {len(paths)} preset(s) could be rendered ({dict(skipped)})")
 
-    n_presets = len(chunks)
+def _rows(jobs: list, results: list[dict], *, registry, catalog, notes: tuple[int, ...], store_audio: bool) -> list:
+    """The data set's rows of every rendered preset, in file order: one `preset_rows` chunk per preset."""
+    return [preset_rows(i, labels_of(preset, registry, catalog), notes=notes, mel=result["mel"], rms=result["rms"],
+                        peak=result["peak"], audio=result["audio"] if store_audio else None)
+            for (i, path, preset), result in zip(jobs, results) if "rejected" not in result]
+
+
+def _attrs(folder: Path, paths: list[Path], *, registry, catalog, notes: tuple[int, ...], render: RenderConfig,
+           features: FeatureConfig, store_audio: bool, min_peak: float, n_presets: int, skipped: Counter) -> dict:
+    """The data set's attributes: `generate`'s (tier 0 = real presets, seed 0), plus `source_folder` and
+    `preset_files` (every `.vital` file's path relative to `folder`)."""
     config = {"notes": list(notes), "render": dataclasses.asdict(render), "features": dataclasses.asdict(features),
               "store_audio": store_audio, "min_peak": min_peak}
-    attrs = Manifest(
+    return Manifest(
         registry=registry, catalog=catalog, config=config, render=render, features=features, notes=notes,
         tier=TIER_REAL, seed=0,
         sampled_params=tuple(sorted(p.name for p in registry.params)),  # a real preset sets them all
         sampled_modules=tuple(m.name for m in registry.modules), n_presets=n_presets, rejections=dict(skipped),
         source_folder=str(folder.resolve()),
         preset_files=tuple(p.relative_to(folder).as_posix() for p in paths)).attrs()
-    write_h5(output, iter(chunks), n_presets * len(notes), attrs)
-    return {"files": len(paths), "presets": n_presets, "rows": n_presets * len(notes), "skipped": dict(skipped),
-            "clipped": clipped, "catalog_size": len(catalog), "real_tables": len(catalog) - len(default_catalog()),
-            "seconds": time.perf_counter() - t0, "output": str(output)}

@@ -13,6 +13,12 @@ continuous parameter into LHS_BLOCK bins, so any sample is reproducible from its
 without materialising a 200k x 293 design. Retries after a rejected render (`attempt > 0`) draw plain uniform
 values from their own seed.
 
+Versions (`SamplerConfig.version`): 2, the default, orders interchangeable slots canonically (oscillators that
+are on fill osc_1.. from the lowest transpose up, the loudest at full level; filters that are on come first),
+draws transposes as unisons / octaves / +-24 semitones and applies the ranges below to indexed controls too, so
+the labels are a function of the sound (research/learnability.md). Version 1 is what banks and data sets made
+before it hold; it is kept draw for draw so they rebuild their presets exactly.
+
 The constraints below are heuristics that keep presets audible and varied; the generator still renders and
 rejects silent / clipped / non-finite results.
 """
@@ -34,6 +40,8 @@ from datagen.registry import (EFFECTS, ENVELOPES, FILTERS, MODULATORS, N_OSCILLA
 LHS_BLOCK = 1024
 MAX_MODULATIONS = 20
 TIERS = (1, 2, 3)
+TRANSPOSE_ZERO = 48  # the class of a 0-semitone oscillator transpose (classes -48 .. +48)
+VERSIONS = (1, 2)  # 2: canonical slots (below); 1 kept so banks and data sets built with it rebuild exactly
 
 
 def _either(names: tuple[str, ...]) -> str:
@@ -67,8 +75,8 @@ _RANGES = {
     "sample_level": (0.45, 1.0),
     f"{_FILTER}_cutoff": (0.25, 1.0),
     f"{_FILTER}_mix": (0.5, 1.0),
-    f"{_OSC}_transpose": (0.25, 0.75),  # +-24 semitones of the +-48 range
-    f"{_OSC}_unison_voices": (0.0, 0.5),  # 1-8 voices
+    f"{_OSC}_transpose": (0.25, 0.75),  # +-24 semitones of the +-48 range (a class: version 2 on)
+    f"{_OSC}_unison_voices": (0.0, 0.5),  # 1-8 voices (a class: version 2 on)
     "[a-z_0-9]+_dry_wet": (0.0, 0.6),  # effects colour the note, never drown it
     "distortion_drive": (0.0, 0.7),
 }
@@ -81,10 +89,13 @@ class SamplerConfig:
     seed: int = 0
     p_sample_on: float = 0.15  # probability that the sample/noise source is on
     max_modulations: int = MAX_MODULATIONS
+    version: int = 2
 
     def __post_init__(self):
         if self.tier not in TIERS:
             raise ConfigError(f"tier must be one of {TIERS}, got {self.tier}")
+        if self.version not in VERSIONS:
+            raise ConfigError(f"sampler version must be one of {VERSIONS}, got {self.version}")
 
 
 def sampled_modules(tier: int, registry: Registry) -> list[str]:
@@ -134,6 +145,8 @@ class Sampler:
         self.categorical = [p for p in free if p.discrete]
         self._ranges = [self._range(p.name) for p in self.continuous]
         self._modules = modules
+        self._suffixes = {m.name: [p.name[len(m.name):] for p in self.registry.params if p.module == m.name]
+                          for m in self.registry.modules}  # "osc_1" -> ["_level", "_on", ...]
         self._block: tuple[int, np.ndarray] | None = None  # (block index, (n_continuous, LHS_BLOCK) strata)
 
     @staticmethod
@@ -168,11 +181,18 @@ class Sampler:
         for p, u, (lo, hi) in zip(self.continuous, self._unit(index, attempt), self._ranges):
             cont[p.name] = float(lo + u * (hi - lo))
         for p in self.categorical:
-            cat[p.name] = int(rng.integers(p.n_classes))
+            if self.config.version == 1:  # every class alike (its ranges reached continuous controls only)
+                cat[p.name] = int(rng.integers(p.n_classes))
+            else:
+                lo, hi = self._range(p.name)
+                cat[p.name] = int(rng.integers(round(lo * (p.n_classes - 1)), round(hi * (p.n_classes - 1)) + 1))
 
         # Sources: 1-3 oscillators, sometimes the sample; each routed to filter 1, filter 2, both, or direct.
         n_osc = int(rng.integers(1, N_OSCILLATORS + 1))
-        on = set(rng.choice(N_OSCILLATORS, size=n_osc, replace=False).tolist())
+        if self.config.version == 1:
+            on = set(rng.choice(N_OSCILLATORS, size=n_osc, replace=False).tolist())
+        else:
+            on = set(range(n_osc))  # reordered by `_canonical` below
         for i in range(N_OSCILLATORS):
             # Vital draws a random start phase from a global RNG unless this is 0: with two oscillators at
             # one pitch the phase decides what cancels, so labels would not determine the audio.
@@ -189,12 +209,65 @@ class Sampler:
                 if _EFFECTS.match(m.name) and m.on_switch:
                     cat[m.on_switch] = int(rng.random() < 0.3)
             wavetables = tuple(self.catalog[int(rng.integers(len(self.catalog)))].data for _ in range(N_OSCILLATORS))
+        if self.config.version >= 2:
+            for o in OSCILLATORS:
+                cat[f"{o}_transpose"] = self._transpose(rng, cat[f"{o}_transpose"])
+            wavetables = self._canonical(cont, cat, wavetables)
         preset = Preset(continuous=cont, categorical=cat, wavetables=wavetables,
                         meta={"preset_name": f"tier{self.config.tier} seed{self.config.seed} #{index}"},
                         extras=dict(self._base.extras))
         if self.config.tier >= 3:
             preset = replace(preset, modulations=self._modulations(rng, preset))
         return as_stored(preset)
+
+    def _transpose(self, rng: np.random.Generator, uniform: int) -> int:
+        """Version 2: an oscillator's transpose class (48 = none) is none half the time, a whole number of
+        octaves (+-1, +-2) a quarter, and the uniform +-24 semitone draw otherwise: how sound designers stack
+        oscillators (unisons and octaves, sometimes a fifth), where a uniform +-48 made most notes unpitched."""
+        u = rng.random()
+        if u < 0.5:
+            return TRANSPOSE_ZERO
+        if u < 0.75:
+            return TRANSPOSE_ZERO + 12 * int(rng.choice([-2, -1, 1, 2]))
+        return uniform
+
+    def _canonical(self, cont: dict, cat: dict, wavetables: tuple) -> tuple:
+        """Version 2: put interchangeable slots in one order the audio can tell (edits `cont` / `cat` in place,
+        returns the wavetables in the new slot order). Why: with 1-3 identical oscillators on at random slots
+        (and two identical filters), which slot holds a sound is a coin the audio never shows, so a slot-wise
+        loss is minimised only by the mean (research/learnability.md, the one-oscillator probe).
+        - oscillators that are on fill osc_1, osc_2, ... from the lowest transpose up (then the loudest); the
+          loudest is at full
+          level and the others keep their level relative to it (features are loudness-normalised, so only
+          ratios are heard);
+        - filters that are on come first, the lower cutoff first; the oscillators' and the sample's
+          destinations follow their filter.
+        Modulations are drawn after this, so they route to the reordered slots."""
+        oscs = sorted(range(N_OSCILLATORS), key=lambda i: (-cat[f"{OSCILLATORS[i]}_on"],
+                                                          cat[f"{OSCILLATORS[i]}_transpose"],
+                                                          -cont[f"{OSCILLATORS[i]}_level"]))
+        self._permute(OSCILLATORS, oscs, cont, cat)
+        on = [o for o in OSCILLATORS if cat[f"{o}_on"]]
+        loudest = max(cont[f"{o}_level"] for o in on)
+        for o in on:
+            cont[f"{o}_level"] = cont[f"{o}_level"] / loudest
+        filters = sorted(range(len(FILTERS)), key=lambda i: (-cat[f"{FILTERS[i]}_on"], cont[f"{FILTERS[i]}_cutoff"]))
+        if filters != list(range(len(FILTERS))):
+            self._permute(FILTERS, filters, cont, cat)
+            swap = {0: 1, 1: 0}  # destination 0 = filter 1, 1 = filter 2 (2 both, 4 direct: unchanged)
+            for d in [f"{o}_destination" for o in OSCILLATORS] + ["sample_destination"]:
+                cat[d] = swap.get(cat[d], cat[d])
+        return tuple(wavetables[i] for i in oscs)
+
+    def _permute(self, modules: tuple[str, ...], order: list[int], cont: dict, cat: dict) -> None:
+        """Slot k of `modules` takes every control of slot order[k] (same suffix, e.g. osc_3_level -> osc_1_level)."""
+        for values in (cont, cat):
+            old = dict(values)
+            for k, src in enumerate(order):
+                for suffix in self._suffixes[modules[k]]:
+                    name = f"{modules[k]}{suffix}"
+                    if name in values:
+                        values[name] = old[f"{modules[src]}{suffix}"]
 
     def _modulations(self, rng: np.random.Generator, preset: Preset) -> tuple[Modulation, ...]:
         reg = self.registry

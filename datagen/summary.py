@@ -219,6 +219,59 @@ class _Accumulator:
 
 # ---- pictures ------------------------------------------------------------------------------------------
 
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def summary_text(s: dict) -> str:
+    """`summarize`'s dict as the lines `python -m datagen inspect` prints."""
+    lines: list[str] = []
+    echo = lines.append
+    a = s["attrs"]
+    fc = a["feature_config"] or {}
+    echo(f"{s['path']}: {a['n_presets']} presets, {a['n_rows']} rows; tier {a['tier']}"
+         + (" (real presets)" if a["tier"] == 0 else f", seed {a['seed']}"))
+    if a["source_folder"]:
+        echo(f"  source folder: {a['source_folder']}")
+    echo(f"  registry {a['registry_fingerprint']} ("
+         + ("matches the installed vita" if s["registry_matches"] else "DIFFERS from the installed vita")
+         + f"); wavetable catalog {a['catalog_size']} tables ({a['wavetable_catalog_fingerprint']})")
+    echo(f"  notes {a['notes']} at {a['sample_rate']} Hz; mel {fc.get('n_mels')} bands (n_fft "
+         f"{fc.get('n_fft')}, hop {fc.get('hop_length')}, {fc.get('f_min'):g}-{fc.get('f_max'):g} Hz, "
+         f"{fc.get('duration'):g} s)")
+    echo(f"  rejections: {a['rejections'] or 'none'}")
+    echo("datasets:")
+    for name, d in s["schema"].items():
+        echo(f"  {name:<22} {str(tuple(d['shape'])):<20} {d['dtype']}")
+    echo("splits: " + ", ".join(f"{k} {v['rows']} rows / {v['presets']} presets" for k, v in s["splits"].items()))
+    echo("rms: " + "  ".join(f"{k} {v:.4f}" for k, v in s["rms"].items()) + f"   (peak max {s['peak_max']:.3f})")
+    m = s["modulations"]
+    echo(f"modulation connections per preset: mean {m['mean']:.2f}, min {m['min']}, max {m['max']} "
+         f"({m['presets_without']} presets without)")
+    w = s["wavetables"]
+    echo(f"wavetables: {w['distinct']} distinct catalog tables, {w['init_fraction']:.0%} of oscillators on init")
+    c = s["continuous"]
+    echo(f"continuous: {c['n']} parameters, {c['n_sampled']} sampled, {_fmt(c['n_varied'])} differ from "
+         f"init somewhere, {_fmt(c['n_sampled_never_varied'])} sampled but never varied")
+    by_name = {p["name"]: p for p in c["params"]}
+    echo("  least varied:")
+    for name in c["least_varied"]:
+        p = by_name[name]
+        differs = "-" if p["differs_from_init"] is None else f"{p['differs_from_init']:.0%}"
+        echo(f"    {name:<28} differs {differs:>4}  mean {p['mean']:.3f}  std {p['std']:.3f}"
+             f"  [{p['min']:.3f}, {p['max']:.3f}]")
+    k = s["categorical"]
+    by_name = {p["name"]: p for p in k["params"]}
+    echo(f"categorical: {k['n']} parameters, {k['n_sampled']} sampled, {k['n_all_classes_seen']} show every "
+         f"class, {k['n_constant']} constant")
+    echo("  fewest distinct: " + ", ".join(
+        f"{n} {by_name[n]['distinct']}/{by_name[n]['n_classes']}" for n in k["fewest_distinct"]))
+    if s["importance"] is not None:
+        echo(f"importance weights: stored ({len(s['importance'])} continuous parameters)")
+    return "\n".join(lines)
+
+
 def pick_rows(n_rows: int, count: int = 4) -> list[int]:
     """`count` row numbers spread evenly over 0..n_rows-1 (fewer when the set is smaller)."""
     if n_rows <= 0:

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from datagen.console import CliError, ConfigError, Group, Interrupted, check_writable, setup_logging
-from inference.benchmark import BenchmarkConfig, TargetError
+from inference.benchmark import BenchmarkConfig
+from inference.clips import TargetError
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -340,7 +341,9 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
     from training.checkpoint import CheckpointError
 
     try:
-        from inference.benchmark import list_clips, markdown, run
+        from inference.benchmark import run
+        from inference.clips import list_clips
+        from inference.report import markdown
         from inference.predict import Pipeline
 
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

@@ -93,7 +93,7 @@ def find_vital(paths) -> list[Path]:
     """`.vital` files among `paths` (files, or folders searched recursively), sorted, each once; TargetError for
     anything else."""
     from datagen.preset import find_presets
-    from inference.benchmark import TargetError
+    from inference.clips import TargetError
 
     found = []
     for path in map(Path, paths):
@@ -120,7 +120,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
     """
     from datagen.features import FeatureConfig
     from datagen.render import RenderConfig
-    from inference.benchmark import TargetError, wav_target  # the clip as a 16-bit WAV, read back as infer reads it
+    from inference.clips import TargetError, wav_target  # the clip as a 16-bit WAV, read back as infer reads it
 
     features = features or FeatureConfig()
     render = render or RenderConfig(sample_rate=features.sample_rate)

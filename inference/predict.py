@@ -105,21 +105,16 @@ class Pipeline:
 
     @functools.cached_property
     def _mean_preset(self):
-        import torch
-
         from training.baseline import baseline_outputs
         from training.decode import decode
         from training.losses import build_mask_spec
 
         if self.baseline is None:
             return None
-        config = self.model.config
-        fit = {"continuous": np.asarray(self.baseline["continuous"], np.float32),
-               "categorical": dict(zip(self.predicted_categorical, self.baseline["categorical"])),
-               "wavetable": np.asarray(self.baseline["wavetable"], np.int64)}
-        outputs = baseline_outputs(fit, batch_size=1, spec=build_mask_spec(self.registry, tier=self.tier),
-                                   predicted_categorical=self.predicted_categorical, n_wavetables=config.n_wavetables)
-        outputs["modulation"] = torch.full((1, 5, config.n_sources, config.n_destinations), -20.0)  # no routes
+        outputs = baseline_outputs(self.baseline, batch_size=1, spec=build_mask_spec(self.registry, tier=self.tier),
+                                   predicted_categorical=self.predicted_categorical,
+                                   n_wavetables=self.model.config.n_wavetables)
+        # no modulation output: the decoded preset keeps the init preset's (no routes)
         return decode(outputs, registry=self.registry, catalog=self.catalog,
                       predicted_categorical=self.predicted_categorical)[0].preset
 

@@ -193,7 +193,7 @@ def test_the_clis_catch_domain_errors_and_report_a_plain_value_error_as_a_bug(ma
     """A ConfigError (or the command's own domain error) is a bad input: one line, exit 2. A plain ValueError
     from the same place is a bug: the one "internal error" line, exit 1, never passed off as the user's fault."""
     from datagen.console import ConfigError
-    from inference.benchmark import TargetError
+    from inference.clips import TargetError
 
     def raising(error):
         def f(*a, **k):

@@ -84,3 +84,16 @@ def test_bank_cli_bad_inputs(tmp_path):
     r = CliRunner().invoke(main, ["bank", "-o", str(tmp_path / "b.npz"), "--tiers", "4"])
     assert r.exit_code == 2 and "--tiers must be among 1, 2, 3" in r.output
     shutil.rmtree(tmp_path / "b.npz.parts", ignore_errors=True)
+
+
+def test_the_shipped_bank_rebuilds_its_presets_with_the_sampler_it_was_built_with():
+    """The shipped bank predates sampler version 2 (its config has no `sampler_version`): its entries must
+    still rebuild their exact presets, i.e. with version 1."""
+    from importlib.resources import files
+
+    bank = Bank.load(files("inference") / "assets" / "bank.npz")
+    assert "sampler_version" not in bank.config
+    registry, catalog = load_registry(), default_catalog()
+    rows = np.flatnonzero(bank.tier > 0)
+    for row in rows[:: max(1, len(rows) // 12)]:  # a dozen entries across the tiers
+        assert preset_hash(bank.preset(int(row)), registry, catalog) == bank.hash[row]

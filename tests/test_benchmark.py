@@ -12,12 +12,13 @@ from click.testing import CliRunner
 
 from datagen.preset import read_vital
 from datagen.render import RenderConfig, Renderer, deterministic
-from inference.benchmark import (BenchmarkConfig, _dataset_jobs, _from_preset, list_clips, markdown, parse_method,
-                                 read_lines, summarise)
+from inference.benchmark import BenchmarkConfig, parse_method
 from inference.cli import main
+from inference.clips import _dataset_jobs, _from_preset, list_clips
 from inference.metrics import score
 from inference.predict import Pipeline
 from inference.refine import RefineConfig, refine
+from inference.report import markdown, read_lines, summarise
 
 SAW_PLUCK = Path(__file__).resolve().parents[1] / "examples" / "presets" / "saw_pluck.vital"
 

@@ -10,8 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import (LossConfig, PresetLoss, build_mask_spec, importance_weights, masks, metrics,
-                             modulation_parts, modulation_ramp, routed_sources)
+from training.heads.modulation import modulation_parts
+from training.losses import (LossConfig, PresetLoss, build_mask_spec, importance_weights, masks, modulation_ramp,
+                             routed_sources)
+from training.metrics import metrics
 
 LOG2 = math.log(2.0)
 S, D = 32, 428

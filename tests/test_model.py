@@ -1,4 +1,4 @@
-"""The preset estimator (training/model.py, training/heads.py): shapes, ranges, initial priors, config round
+"""The preset estimator (training/model.py, training/heads/): shapes, ranges, initial priors, config round
 trip, freezing, and loading a local pretrained backbone. Runs on the CPU in a few seconds."""
 
 from __future__ import annotations
@@ -117,6 +117,17 @@ def test_initial_presence_matches_sparse_prior(model):
     # bias -5 -> sigmoid = 0.0067; data: ~10 connections of 32 x 428 = 13,696 pairs
     assert presence.mean() < 0.01 and presence.max() < 0.01
     assert presence.mean() == pytest.approx(torch.sigmoid(torch.tensor(-5.0)).item(), rel=0.1)
+
+
+def test_heads_are_registered_by_name(model):
+    """Each registered head is a submodule under its name (the checkpoint's weight names) and a forward key, in
+    registry order; nothing else sits beside the backbone."""
+    from training.heads import HEADS
+
+    assert list(HEADS) == ["continuous", "categorical", "wavetable", "modulation"]
+    assert {key.split(".")[0] for key in model.state_dict()} == {"input_norm", "backbone", *HEADS}
+    with torch.no_grad():
+        assert list(model(mel())) == list(HEADS)
 
 
 def test_accepts_mel_with_or_without_channel_axis(model):

@@ -102,7 +102,8 @@ def evaluate(checkpoint, data, split, output, batch_size, n_render, device, seed
     from datagen.dataset import DatasetError
     from datagen.wavetables import WavetableError
     from training.checkpoint import CheckpointError
-    from training.evaluate import EvaluateConfig, evaluate as run, write_report
+    from training.evaluate import EvaluateConfig, evaluate as run
+    from training.report import write_report
 
     if output.exists() and not output.is_dir():
         raise CliError(f"{output}: exists and is not a folder")

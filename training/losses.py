@@ -1,21 +1,14 @@
-"""The training loss of the preset estimator: continuous, categorical and modulation parts, with masks.
+"""The training loss of the preset estimator: the heads' loss parts (`training.heads`), weighted, with masks.
 
 Targets (a batch from `training.data.collate`, B rows):
 
     continuous   (B, n_cont)     float32  normalised [0, 1], registry.continuous order
     categorical  (B, n_cat)      int64    class index (raw - min), registry.categorical order
+    wavetable    (B, 3)          int64    class per oscillator (0 = init table, k = catalog index k - 1)
     modulation   (B, 5, S, D)    float32  dense: presence {0,1}, amount [-1,1], bipolar {0,1}, power [-10,10],
                                           stereo {0,1}; S = 32 sources, D = 428 destinations
 
-Model outputs (a dict, same keys):
-
-    continuous   (B, n_cont)     float32  in [0, 1] (after the sigmoid)
-    categorical  list of (B, n_classes_i) logits, one per *predicted* categorical column, in the order of
-                 `predicted_categorical` (column indices into registry.categorical; huge-range controls such
-                 as `effect_chain_order` are not predicted and have no head)
-    modulation   (B, 5, S, D)    float32  mirrors the target channels: 0 presence logit, 1 amount (after tanh,
-                                          [-1, 1]), 2 bipolar logit, 3 power (raw units, [-10, 10]),
-                                          4 stereo logit
+Model outputs: the forward dict, keyed by head (`training.heads` lists each head's output and its loss).
 
 Masks (derived from the registry and the sampler, never hand lists) keep only what the sound can tell:
 - a parameter of a module with an on-switch (`osc_2_on`, `reverb_on`, ...) is not heard when the target switch
@@ -35,25 +28,24 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from datagen.registry import OSCILLATORS
+from training.heads import HEADS
 
 log = logging.getLogger(__name__)
 
-MOD_OUTPUT_CHANNELS = ("presence_logit", "amount", "bipolar_logit", "power", "stereo_logit")
 TIERS = (0, 1, 2, 3)  # 0 = real presets (treated like tier 3)
 NO_SWITCH = -1
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    label_smoothing: float = 0.1  # categorical cross-entropy
+    label_smoothing: float = 0.1  # categorical and wavetable cross-entropy
     modulation_pos_weight: float = 100.0  # presence BCE: ~10 positive cells of 32 x 428 = 13,696
     modulation_warmup_epochs: float = 5.0  # modulation weight ramps 0 -> weight_modulation over this many epochs
     power_scale: float = 10.0  # power errors are divided by this, so its MSE is on a [-1, 1] scale
     importance_min: float = 0.1  # clip range of the mean-1 importance weights (see `importance_weights`)
     importance_max: float = 10.0
+    # each head's factor in the total loss (its `Head.weight` reads its field)
     weight_continuous: float = 1.0
     weight_categorical: float = 1.0
     weight_modulation: float = 1.0
@@ -178,12 +170,13 @@ def modulation_ramp(epoch: float, warmup_epochs: float) -> float:
 
 
 class PresetLoss(torch.nn.Module):
-    """Total loss = w_c * continuous + w_k * categorical + ramp(epoch) * w_m * modulation.
+    """Total loss = sum over heads of weight * head loss: w_c * continuous + w_k * categorical + w_w * wavetable
+    + ramp(epoch) * w_m * modulation (each head's weight and ramp: its `Head`).
 
-    forward returns a dict of 0-dim tensors: "loss" (differentiable) and, detached for logging,
-    "loss/continuous", "loss/categorical", "loss/modulation" (the sum of the five modulation parts, before
-    its weight), "loss/modulation_presence|amount|power|bipolar|stereo", and "modulation_weight"
-    (ramp * w_m, the factor applied to "loss/modulation")."""
+    forward returns a dict of 0-dim tensors: "loss" (differentiable) and, detached for logging, "loss/<head>"
+    for every head (0 for a head missing from the outputs), "loss/<head>_<part>" for a head of several parts
+    (modulation: presence, amount, power, bipolar, stereo; "loss/modulation" is their sum, before its weight),
+    and "<head>_weight" for a ramped head ("modulation_weight": ramp * w_m, the factor applied to it)."""
 
     def __init__(self, *, spec: MaskSpec, predicted_categorical: Sequence[int],
                  importance: torch.Tensor | None, config: LossConfig = LossConfig()):
@@ -200,107 +193,23 @@ class PresetLoss(torch.nn.Module):
         self.predicted = tuple(predicted)
         self.register_buffer("importance", importance_weights(
             importance, n=n_cont, low=config.importance_min, high=config.importance_max))  # (n_cont,)
-        self.register_buffer("predicted_index", torch.tensor(predicted, dtype=torch.int64))  # (n_cat',)
-        # the wavetable of oscillator i is heard only when osc_i_on is 1 (registry.categorical columns)
-        self.register_buffer("osc_switch", torch.tensor(
-            [spec.categorical_names.index(f"{osc}_on") for osc in OSCILLATORS], dtype=torch.int64))  # (3,)
+
+    def weight(self, head, epoch: float) -> float:
+        """A head's factor in the total loss at `epoch` (fractional within an epoch)."""
+        w = head.weight(self.config)
+        return w if head.warmup is None else modulation_ramp(epoch, head.warmup(self.config)) * w
 
     def forward(self, outputs: dict, batch: dict, *, epoch: float) -> dict[str, torch.Tensor]:
-        cfg = self.config
         m = masks(self.spec, batch["categorical"], routed_sources(batch["modulation"]))
-
-        # continuous: importance-weighted squared error, normalised by the number of unmasked entries
-        err = (outputs["continuous"] - batch["continuous"]) ** 2  # (B, n_cont)
-        continuous = (self.importance * m["continuous"] * err).sum() / m["continuous"].sum().clamp_min(1.0)
-
-        categorical = self._categorical(outputs["categorical"], batch["categorical"], m["categorical"])
-        parts = modulation_parts(outputs["modulation"], batch["modulation"], config=cfg)
-        modulation = sum(parts.values())
-        mod_weight = modulation_ramp(epoch, cfg.modulation_warmup_epochs) * cfg.weight_modulation
-
-        wavetable = self._wavetable(outputs["wavetable"], batch) if "wavetable" in outputs else continuous.new_zeros(())
-
-        total = (cfg.weight_continuous * continuous + cfg.weight_categorical * categorical
-                 + cfg.weight_wavetable * wavetable + mod_weight * modulation)
-        out = {"loss": total, "loss/continuous": continuous.detach(), "loss/categorical": categorical.detach(),
-               "loss/wavetable": wavetable.detach(), "loss/modulation": modulation.detach()}
-        out.update({f"loss/modulation_{k}": v.detach() for k, v in parts.items()})
-        out["modulation_weight"] = total.new_tensor(mod_weight)
+        parts = {name: head.loss(outputs[name], batch, m, self) for name, head in HEADS.items() if name in outputs}
+        losses = {name: sum(p.values()) for name, p in parts.items()}  # each head's loss, before its weight
+        weights = {name: self.weight(HEADS[name], epoch) for name in parts}
+        total = sum(weights[name] * value for name, value in losses.items())
+        out = {"loss": total}
+        for name in HEADS:
+            out[f"loss/{name}"] = losses[name].detach() if name in losses else total.new_zeros(())
+            if len(parts.get(name, ())) > 1:
+                out.update({f"loss/{name}_{k}": v.detach() for k, v in parts[name].items()})
+        out.update({f"{name}_weight": total.new_tensor(weights[name]) for name in parts
+                    if HEADS[name].warmup is not None})
         return out
-
-    def _wavetable(self, logits: Sequence[torch.Tensor], batch: dict) -> torch.Tensor:
-        """Label-smoothed CE of the 3 oscillators' wavetable classes (batch["wavetable"], (B, 3)), over the
-        oscillators that are on / their count."""
-        mask = (batch["categorical"][:, self.osc_switch] == 1).to(logits[0].dtype)  # (B, 3)
-        ce = torch.stack([
-            F.cross_entropy(z, batch["wavetable"][:, i].long(), label_smoothing=self.config.label_smoothing,
-                            reduction="none") for i, z in enumerate(logits)], dim=1)  # (B, 3)
-        return (mask * ce).sum() / mask.sum().clamp_min(1.0)
-
-    def _categorical(self, logits: Sequence[torch.Tensor], targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Label-smoothed CE summed over unmasked (row, predicted parameter) pairs / their count."""
-        if len(logits) != len(self.predicted):
-            raise ValueError(f"{len(logits)} categorical heads, {len(self.predicted)} predicted parameters")
-        mask = mask[:, self.predicted_index]  # (B, n_cat')
-        if not self.predicted:
-            return mask.new_zeros(())
-        ce = torch.stack([
-            F.cross_entropy(z, targets[:, i].long(), label_smoothing=self.config.label_smoothing, reduction="none")
-            for z, i in zip(logits, self.predicted)
-        ], dim=1)  # (B, n_cat')
-        return (mask * ce).sum() / mask.sum().clamp_min(1.0)
-
-
-def modulation_parts(output: torch.Tensor, target: torch.Tensor, *, config: LossConfig) -> dict[str, torch.Tensor]:
-    """The five modulation terms (0-dim tensors). output/target (B, 5, S, D).
-
-    presence: BCE-with-logits with pos_weight, mean over all B*S*D cells. amount, power, bipolar, stereo: on
-    active cells only (target presence == 1), summed and divided by max(#active, 1); power errors are divided
-    by `power_scale` first."""
-    active = (target[:, 0] > 0.5).to(output.dtype)  # (B, S, D)
-    n_active = active.sum().clamp_min(1.0)
-    pos_weight = output.new_tensor(config.modulation_pos_weight)
-    presence = F.binary_cross_entropy_with_logits(output[:, 0], target[:, 0], pos_weight=pos_weight)
-    amount = (active * (output[:, 1] - target[:, 1]) ** 2).sum() / n_active
-    power = (active * ((output[:, 3] - target[:, 3]) / config.power_scale) ** 2).sum() / n_active
-    bce = lambda c: (active * F.binary_cross_entropy_with_logits(  # noqa: E731
-        output[:, c], target[:, c], reduction="none")).sum() / n_active
-    return {"presence": presence, "amount": amount, "power": power, "bipolar": bce(2), "stereo": bce(4)}
-
-
-@torch.no_grad()
-def metrics(outputs: dict, batch: dict, spec: MaskSpec, predicted_categorical: Sequence[int]) -> dict[str, float]:
-    """Evaluation numbers for one batch (python floats). Ratios whose denominator is 0 are 0.0; the counts
-    beside them let an evaluator aggregate batches exactly.
-
-    continuous_mse: masked, unweighted mean squared error (normalised units); continuous_count: mask sum.
-    categorical_accuracy: masked argmax accuracy over the predicted parameters; categorical_count.
-    modulation_precision / _recall: presence at sigmoid(logit) >= 0.5 (tp, fp, fn counts beside them).
-    modulation_amount_mae: mean |amount error| over true positives (cells present in both)."""
-    m = masks(spec, batch["categorical"], routed_sources(batch["modulation"]))
-    mc = m["continuous"]
-    c_sum = float(mc.sum())
-    sq_err = float((mc * (outputs["continuous"] - batch["continuous"]) ** 2).sum())
-
-    predicted = [int(i) for i in predicted_categorical]
-    correct, k_sum = 0.0, 0.0
-    if predicted:
-        mk = m["categorical"][:, predicted]  # (B, n_cat')
-        guess = torch.stack([z.argmax(dim=1) for z in outputs["categorical"]], dim=1)  # (B, n_cat')
-        correct = float((mk * (guess == batch["categorical"][:, predicted]).to(mk.dtype)).sum())
-        k_sum = float(mk.sum())
-
-    out_mod, tgt_mod = outputs["modulation"], batch["modulation"]
-    pred_on = out_mod[:, 0] >= 0.0  # sigmoid(logit) >= 0.5
-    true_on = tgt_mod[:, 0] > 0.5
-    tp_cells = pred_on & true_on
-    tp, fp, fn = float(tp_cells.sum()), float((pred_on & ~true_on).sum()), float((~pred_on & true_on).sum())
-    amount_err = float((out_mod[:, 1] - tgt_mod[:, 1]).abs()[tp_cells].sum())
-    ratio = lambda a, b: a / b if b > 0 else 0.0  # noqa: E731
-    return {
-        "continuous_mse": ratio(sq_err, c_sum), "continuous_count": c_sum,
-        "categorical_accuracy": ratio(correct, k_sum), "categorical_count": k_sum,
-        "modulation_precision": ratio(tp, tp + fp), "modulation_recall": ratio(tp, tp + fn),
-        "modulation_tp": tp, "modulation_fp": fp, "modulation_fn": fn,
-        "modulation_amount_mae": ratio(amount_err, tp),
-    }

@@ -3,14 +3,11 @@
 Input: the log-mel of `datagen.features.log_mel`, (B, 1, n_mels, n_frames) or (B, n_mels, n_frames)
 (natural-log mel power, default 128 x 173). A BatchNorm2d(1) normalises it (the log-mel's level is around
 -14..+5, far from ImageNet's unit scale), then torchvision's resnet18 (conv1 takes 1 channel, fc removed)
-gives (B, 512) globally average-pooled features, which every head reads (`training.heads`).
+gives (B, 512) globally average-pooled features, which every head reads.
 
-Output of `PresetEstimator.forward`, a dict keyed by head:
-    "continuous":  (B, n_continuous) in (0, 1)              registry.continuous order, normalised values
-    "categorical": list of (B, n_classes_i) logits           one per ModelConfig.predicted_categorical
-    "wavetable":   list of 3 (B, n_wavetables) logits        per oscillator; 0 = init table, k = catalog[k-1]
-    "modulation":  (B, 5, n_sources, n_destinations)         presence logit, amount (tanh, [-1, 1]),
-                                                             bipolar logit, power ([-10, 10]), stereo logit
+Output of `PresetEstimator.forward`: a dict keyed by head name, one entry per head of `training.heads.HEADS`
+(shapes listed there). Each head is a submodule under its own name (`model.continuous`, ...), beside
+`input_norm` and `backbone`: those names are the checkpoint's weight names.
 
 Not every categorical parameter is predicted: `model_config_for` keeps those with at most `max_classes`
 (128) classes. The registry's huge-range ones are left at their init-preset value by whoever builds a
@@ -32,7 +29,7 @@ import torch
 import torchvision
 from torch import nn
 
-from training.heads import CategoricalHeads, ContinuousHead, ModulationHead, WavetableHeads
+from training.heads import HEADS
 
 FEATURE_DIM = 512  # resnet18's pooled feature width
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -116,15 +113,8 @@ class PresetEstimator(nn.Module):
         self.config = config
         self.input_norm = nn.BatchNorm2d(1)  # learned affine over the whole log-mel
         self.backbone = _resnet18_backbone()
-        c = config
-        self.continuous = ContinuousHead(in_dim=FEATURE_DIM, hidden=c.hidden, n_continuous=c.n_continuous,
-                                         dropout=c.dropout)
-        self.categorical = CategoricalHeads(in_dim=FEATURE_DIM, hidden=c.hidden, classes=c.categorical_classes,
-                                            shared_mlp=c.categorical_mlp, dropout=c.dropout)
-        self.wavetable = WavetableHeads(in_dim=FEATURE_DIM, n_wavetables=c.n_wavetables, dropout=c.dropout)
-        self.modulation = ModulationHead(in_dim=FEATURE_DIM, n_sources=c.n_sources,
-                                         n_destinations=c.n_destinations, embed_dim=c.embed_dim,
-                                         dropout=c.dropout)
+        for name, head in HEADS.items():  # the attribute is the head's name: its weights' names in a checkpoint
+            setattr(self, name, head.build(config, FEATURE_DIM))
         for module in self.frozen_modules():
             module.requires_grad_(False)
 
@@ -155,12 +145,7 @@ class PresetEstimator(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> dict:
         feat = self.features(mel)  # (B, 512)
-        return {
-            "continuous": self.continuous(feat),  # (B, n_continuous) in (0, 1)
-            "categorical": self.categorical(feat),  # list of (B, n_classes_i) logits
-            "wavetable": self.wavetable(feat),  # list of 3 (B, n_wavetables) logits
-            "modulation": self.modulation(feat),  # (B, 5, S, D)
-        }
+        return {name: getattr(self, name)(feat) for name in HEADS}
 
 
 def load_pretrained_backbone(model: PresetEstimator, path: str | Path) -> None:

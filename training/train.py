@@ -284,18 +284,16 @@ def _payload(*, model, model_config, info, registry, config: TrainConfig, metric
 
 
 def _baseline(dataset, model_config, *, registry, n_wavetables: int) -> dict:
-    """The train split's predict-the-mean outputs, as plain lists for the checkpoint: continuous (n_cont,)
-    masked means, categorical the masked mode per predicted column (model_config.predicted_categorical
-    order), wavetable the masked mode class per oscillator."""
+    """The train split's predict-the-mean constants (`training.baseline`, JSON-able) for the checkpoint: one per
+    head with a baseline, and the number of rows they were fitted on."""
     from training.baseline import fit_baseline
     from training.losses import build_mask_spec
 
     fit = fit_baseline(dataset.paths, spec=build_mask_spec(registry, tier=dataset.info.tier),
                        predicted_categorical=model_config.predicted_categorical, n_wavetables=n_wavetables,
                        split="train")
-    return {"continuous": fit["continuous"].tolist(),
-            "categorical": [int(fit["categorical"][i]) for i in model_config.predicted_categorical],
-            "wavetable": [int(k) for k in fit["wavetable"]], "rows": int(fit["n_rows"])}
+    rows = fit.pop("n_rows")
+    return {**fit, "rows": rows}
 
 
 def _loss(registry, model_config, dataset, *, label_smoothing: float, weight_wavetable: float = 1.0,
@@ -370,9 +368,6 @@ def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
 
 
-HEADS = ("loss", "loss/continuous", "loss/categorical", "loss/wavetable", "loss/modulation")  # loss.png panels
-
-
 def _plot(history: list[dict], path: Path) -> None:
     """loss.png: train and validation curves of the total loss and of each head's part, one panel each (a
     head that overfits shows as its validation curve rising while the others fall)."""
@@ -381,9 +376,12 @@ def _plot(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(HEADS), figsize=(3.2 * len(HEADS), 3.2))
+    from training.heads import HEADS
+
+    panels = ["loss", *(f"loss/{name}" for name in HEADS)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     epochs = [r["epoch"] for r in history]
-    for ax, key in zip(axes, HEADS):
+    for ax, key in zip(axes, panels):
         for split in ("train", "val"):
             values = [r.get(f"{split}/{key}") for r in history]
             if all(v is not None for v in values):

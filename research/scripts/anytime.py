@@ -23,7 +23,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     from datagen.preset import shared_presets_dir
-    from inference.benchmark import list_clips
+    from inference.clips import list_clips
     from inference.objective import render_pool
     from inference.predict import Pipeline
     from inference.proposals import load_bank, proposals

@@ -3,6 +3,7 @@ data set's test split, parameter by parameter? If it can where the network canno
 under-trained; if neither can, the labels are not identifiable from the sound at this data size.
 
     python research/scripts/probe.py data/ladder/tier1_64.h5
+    python research/scripts/probe.py data/ladder/tier1_v2_64.h5 --categorical   (ridge on one-hot classes)
 """
 
 import sys
@@ -58,8 +59,46 @@ def main(path: str, alpha: float = 10.0) -> None:
     print("share of audible parameters with ratio < 0.9:", f"{np.mean(ratio[keep] < 0.9):.2f}")
 
 
+def categorical(path: str, alpha: float = 10.0) -> None:
+    """Per varied categorical control: accuracy of a ridge regression onto its one-hot classes (argmax), on
+    the test rows where the control is audible, against the train split's masked mode."""
+    registry = load_registry()
+    with h5py.File(path, "r") as f:
+        split = f["split"][:]
+        mel = f["mel"][:].astype(np.float32)
+        cat = f["categorical"][:].astype(np.int64)
+        slots = f["modulation"][:]
+        tier = int(f.attrs["tier"])
+    spec = build_mask_spec(registry, tier=tier)
+    m = masks(spec, torch.from_numpy(cat), routed_from_slots(slots, n_sources=spec.n_sources))["categorical"].numpy()
+    x = features(mel)
+    tr, te = split == SPLITS.index("train"), split == SPLITS.index("test")
+    x = (x - x[tr].mean(0)) / (x[tr].std(0) + 1e-6)
+    xt = np.c_[x, np.ones(len(x))]
+    gram = np.linalg.inv(xt[tr].T @ xt[tr] + alpha * np.eye(xt.shape[1]))
+    rows = []
+    for j, name in enumerate(spec.categorical_names):  # registry.categorical order: the data's columns
+        y, mt, mtr = cat[:, j], m[te, j] > 0, m[tr, j] > 0
+        if mt.sum() < 20 or len(np.unique(y[tr][mtr])) < 2:
+            continue
+        classes = np.unique(y[tr][mtr])
+        onehot = (y[tr][:, None] == classes[None, :]).astype(np.float64) * mtr[:, None]
+        w = gram @ (xt[tr].T @ onehot)
+        pred = classes[(xt[te] @ w).argmax(1)]
+        mode = classes[onehot.sum(0).argmax()]
+        rows.append((name, float((pred == y[te])[mt].mean()), float((mode == y[te])[mt].mean()), int(mt.sum())))
+    rows.sort(key=lambda r: r[2] - r[1])
+    print(f"{path}: {len(rows)} categorical controls with >= 20 audible test rows; probe accuracy vs mode:")
+    for name, acc, mode, n in rows[:12]:
+        print(f"  {name:<32} {acc:.3f} vs {mode:.3f} ({n} rows)")
+    print(f"mean over them: probe {np.mean([r[1] for r in rows]):.3f}, mode {np.mean([r[2] for r in rows]):.3f}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if "--categorical" in sys.argv:
+        categorical(sys.argv[1])
+    else:
+        main(sys.argv[1])
 
 
 def one_oscillator(path: str, alpha: float = 10.0) -> None:
