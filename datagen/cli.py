@@ -149,9 +149,12 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
               help="Presets per resumable chunk.")
 @click.option("--wavetables-from", type=click.Path(path_type=Path), default=None,
               help="Add the wavetables of every .vital file below this folder to the catalog.")
+@click.option("--perturb-from", type=click.Path(path_type=Path), default=None,
+              help="Perturb the 'build' presets this folder's README lists (e.g. ../shared/presets) instead of "
+                   "drawing from a tier; the data set is tier 0.")
 @quiet_option
-def generate(tier, n_presets, output, workers, seed, sampler_version, notes, length, note_length, no_audio, shard, chunk_size,
-             wavetables_from, quiet):
+def generate(tier, n_presets, output, workers, seed, sampler_version, notes, length, note_length, no_audio, shard,
+             chunk_size, wavetables_from, perturb_from, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
     from datagen.features import FeatureConfig
@@ -163,11 +166,13 @@ def generate(tier, n_presets, output, workers, seed, sampler_version, notes, len
         raise CliError(f"--workers must be >= 1, got {workers}")
     check_writable(output)
     _check_folder(wavetables_from, "--wavetables-from")
+    _check_folder(perturb_from, "--perturb-from")
     try:
         config = GenerateConfig(
             tier=tier, n_presets=n_presets, seed=seed, sampler_version=int(sampler_version), notes=notes,
             store_audio=not no_audio, shard=shard,
             chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
+            perturb_from=str(perturb_from.resolve()) if perturb_from else None,
             render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
         stats = run(output, config, workers=workers, show_progress=not quiet)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from datagen.wavetables import Catalog
 
 SCHEMA_VERSION = 1
+TIER_REAL = 0  # the `tier` attr of a data set of real presets (ingested, or perturbed: every control counts)
 SPLITS = ("train", "val", "test")
 MOD_FIELDS = ("source", "destination", "amount", "bipolar", "power", "stereo")
 MOD_CHANNELS = ("amount", "bipolar", "power", "stereo")  # channels of the dense tensor

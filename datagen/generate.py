@@ -21,15 +21,16 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from datagen.console import ConfigError
-from datagen.dataset import (DatasetError, Manifest, from_pcm, labels_of, preset_rows, read_attrs, run_manifest,
-                             to_pcm, write_h5)
+from datagen.dataset import (TIER_REAL, DatasetError, Manifest, from_pcm, labels_of, preset_rows, read_attrs,
+                             run_manifest, to_pcm, write_h5)
 from datagen.features import FeatureConfig
+from datagen.perturb import PerturbConfig
 from datagen.render import RenderConfig
 from datagen.sampler import SamplerConfig
 
@@ -52,6 +53,8 @@ class GenerateConfig:
     shard: tuple[int, int] = (0, 1)  # (i, N): this file holds the i-th of N contiguous index ranges
     chunk_size: int = 16  # presets per resumable chunk
     wavetables_from: str | None = None  # folder of .vital files whose tables join the procedural catalog
+    perturb_from: str | None = None  # a folder whose README splits its presets: perturb its "build" half instead
+    perturb: PerturbConfig = PerturbConfig()  # (`datagen.perturb`; the data set's tier is then 0, real presets)
     min_rms: float = 1e-3  # below: silent (-60 dBFS)
     min_peak: float = 1e-2
     max_peak: float = 1.0  # at or above: clipped
@@ -73,6 +76,27 @@ class GenerateConfig:
     @property
     def sampler_config(self) -> SamplerConfig:
         return SamplerConfig(tier=self.tier, seed=self.seed, version=self.sampler_version)
+
+    @property
+    def data_tier(self) -> int:
+        """The data set's `tier`: the sampler's, or 0 (real presets: every control counts) when perturbing."""
+        return TIER_REAL if self.perturb_from else self.tier
+
+    def sampler(self, registry, catalog):
+        """What draws this run's presets (`sample(index, attempt)`, `sampled_params`): the tier's sampler, or a
+        `datagen.perturb.Perturber` of the "build" presets of `perturb_from`."""
+        if not self.perturb_from:
+            from datagen.sampler import Sampler
+
+            return Sampler(self.sampler_config, registry=registry, catalog=catalog)
+        from datagen.perturb import Perturber
+        from datagen.preset import PresetError, read_vital, shared_split
+
+        try:
+            bases = [read_vital(p, registry=registry) for p in shared_split("build", self.perturb_from)]
+        except PresetError as e:
+            raise ConfigError(f"--perturb-from: {e}") from None
+        return Perturber(bases, replace(self.perturb, seed=self.seed), registry=registry)
 
     def catalog(self):
         """The wavetable catalog of this run: procedural tables, then any found under `wavetables_from`."""
@@ -138,7 +162,8 @@ def _handler(config: GenerateConfig):
     from datagen.sampler import Sampler
 
     registry = load_registry()
-    sampler = Sampler(config.sampler_config, registry=registry, catalog=config.catalog())
+    catalog = config.catalog()
+    sampler = config.sampler(registry, catalog)
     renderer = Renderer(config.render, registry=registry)
 
     def handle(request: tuple) -> dict | np.ndarray:
@@ -150,7 +175,7 @@ def _handler(config: GenerateConfig):
         reason = rejection(audio, config)
         if reason:
             return {"rejected": reason}
-        return {"labels": labels_of(preset, registry, sampler.catalog), "audio": audio, **level(audio)}
+        return {"labels": labels_of(preset, registry, catalog), "audio": audio, **level(audio)}
 
     return handle
 
@@ -235,13 +260,14 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     from tqdm import tqdm
 
     from datagen.registry import load_registry
-    from datagen.sampler import Sampler, sampled_modules
+    from datagen.sampler import sampled_modules
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     output = Path(output)
     registry = load_registry()
     catalog = config.catalog()
+    sampler = config.sampler(registry, catalog)  # ConfigError now, not in every worker
     manifest = config.manifest(registry.fingerprint, catalog.fingerprint)
     if output.exists():
         return _existing(output, config, registry.fingerprint)
@@ -260,7 +286,7 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     torch.set_num_threads(1)  # mels are computed in the worker threads, one core each (restored below)
     t0 = time.perf_counter()
     with tqdm(total=len(indices), initial=done_presets, unit="preset", disable=not show_progress,
-              desc=f"tier {config.tier}", dynamic_ncols=True) as bar:
+              desc=f"tier {config.data_tier}", dynamic_ncols=True) as bar:
         run = _Run(config, parts, todo, bar)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -278,11 +304,11 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     for path in chunk_files:
         with np.load(path) as z:
             rejected.update(json.loads(str(z[_REJECTED])))
-    sampler = Sampler(config.sampler_config, registry=registry, catalog=catalog)
+    modules = [m.name for m in registry.modules] if config.perturb_from else sampled_modules(config.tier, registry)
     attrs = Manifest(
         registry=registry, catalog=catalog, config=dataclasses.asdict(config), render=config.render,
-        features=config.features, notes=config.notes, tier=config.tier, seed=config.seed,
-        sampled_params=tuple(sampler.sampled_params), sampled_modules=tuple(sampled_modules(config.tier, registry)),
+        features=config.features, notes=config.notes, tier=config.data_tier, seed=config.seed,
+        sampled_params=tuple(sampler.sampled_params), sampled_modules=tuple(modules),
         n_presets=len(indices), rejections=dict(rejected), shard=config.shard, first_index=indices.start).attrs()
     write_h5(output, ({k: v for k, v in np.load(p).items() if k != _REJECTED} for p in chunk_files), n_rows, attrs)
     shutil.rmtree(parts)
@@ -345,8 +371,8 @@ def _existing(output: Path, config: GenerateConfig, fingerprint: str) -> dict:
     if attrs.get("registry_fingerprint") != fingerprint:
         raise DatasetError(f"{output} exists with registry fingerprint {attrs.get('registry_fingerprint')}, "
                            f"the installed vita has {fingerprint}; choose another output path")
-    if attrs.get("tier") != config.tier:
-        raise DatasetError(f"{output} exists with tier {attrs.get('tier')}, asked for tier {config.tier}; "
+    if attrs.get("tier") != config.data_tier:
+        raise DatasetError(f"{output} exists with tier {attrs.get('tier')}, asked for tier {config.data_tier}; "
                            "choose another output path")
     manifest = json.loads(attrs["manifest"])
     if manifest["config"] != config.manifest("", "")["config"]:

@@ -34,15 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from datagen.console import ConfigError
-from datagen.dataset import (DatasetError, Manifest, as_stored, from_pcm, labels_of, preset_rows, to_pcm,
-                             write_h5)
+from datagen.dataset import (TIER_REAL, DatasetError, Manifest, as_stored, from_pcm, labels_of, preset_rows,
+                             to_pcm, write_h5)
 from datagen.features import FeatureConfig
 from datagen.generate import level
 from datagen.render import RenderConfig
 
 log = logging.getLogger(__name__)
 
-TIER_REAL = 0  # the `tier` attr of a data set of real presets
 
 
 def _handler(render: RenderConfig, features: FeatureConfig, min_peak: float):

@@ -125,7 +125,8 @@ def varied_params(tier: int, registry: Registry) -> frozenset[str]:
     return frozenset(free | set(drawn_switches(tier, registry)))
 
 
-def _seed(*parts: int) -> int:
+def seed_of(*parts: int) -> int:
+    """A 64-bit seed from integers (sha256): independent streams per (seed, index, attempt, purpose)."""
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
@@ -164,18 +165,18 @@ class Sampler:
         """(n_continuous,) values in [0, 1): a Latin-hypercube row for attempt 0, uniform for retries."""
         n = len(self.continuous)
         if attempt > 0:
-            return np.random.default_rng(_seed(self.config.seed, index, attempt, 1)).random(n)
+            return np.random.default_rng(seed_of(self.config.seed, index, attempt, 1)).random(n)
         block, row = divmod(index, LHS_BLOCK)
         if self._block is None or self._block[0] != block:  # one permutation per parameter per block
-            rng = np.random.default_rng(_seed(self.config.seed, block, 0, 2))
+            rng = np.random.default_rng(seed_of(self.config.seed, block, 0, 2))
             self._block = (block, np.argsort(rng.random((n, LHS_BLOCK)), axis=1))
         strata = self._block[1][:, row]
-        jitter = np.random.default_rng(_seed(self.config.seed, index, 0, 3)).random(n)
+        jitter = np.random.default_rng(seed_of(self.config.seed, index, 0, 3)).random(n)
         return (strata + jitter) / LHS_BLOCK
 
     def sample(self, index: int, attempt: int = 0) -> Preset:
         """The preset for one sample index (and retry attempt). Pure function of (config, index, attempt)."""
-        rng = np.random.default_rng(_seed(self.config.seed, index, attempt, 4))
+        rng = np.random.default_rng(seed_of(self.config.seed, index, attempt, 4))
         cont = dict(self._base.continuous)
         cat = dict(self._base.categorical)
         for p, u, (lo, hi) in zip(self.continuous, self._unit(index, attempt), self._ranges):

@@ -1,4 +1,5 @@
-"""The evaluation report on disk: report.json and a figure of target vs predicted log-mels."""
+"""Reports on disk: the evaluation's report.json and figure of target vs predicted log-mels, and the training run's
+loss curves (loss.png)."""
 
 from __future__ import annotations
 
@@ -53,4 +54,31 @@ def _plot_examples(examples: list[dict], path: Path) -> None:
             ax.set_ylabel("mel bin")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """loss.png: train and validation curves of the total loss and of each head's part, one panel each (a
+    head that overfits shows as its validation curve rising while the others fall)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.heads import HEADS
+
+    panels = ["loss", *(f"loss/{name}" for name in HEADS)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+    epochs = [r["epoch"] for r in history]
+    for ax, key in zip(axes, panels):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}/{key}") for r in history]
+            if all(v is not None for v in values):
+                ax.plot(epochs, values, label=split)
+        ax.set_title(key.split("/")[-1] if "/" in key else "total")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -76,21 +76,15 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     import torch
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler
+    from tqdm import tqdm
 
-    from datagen.dataset import DatasetError
     from datagen.registry import load_registry
-    from training import checkpoint
-    from training.data import PresetDataset, collate
-    from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
+    from training.data import collate
+    from training.report import plot_history
     from training.schedule import accumulation_windows, lr_factor
 
     rank, world, local_rank = _distributed()
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = _device(config, world=world, local_rank=local_rank)
     main = rank == 0
     out = Path(config.output)
     if main:
@@ -98,25 +92,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     torch.manual_seed(config.seed + rank)
 
     registry = load_registry()
-    train_set = PresetDataset(list(config.data), split="train")
-    try:
-        val_set = PresetDataset(list(config.data), split="val")
-    except DatasetError:
-        log.warning("the data set has no validation rows; validating on the training split")
-        val_set = train_set
+    train_set, val_set = _datasets(config)
     info = train_set.info
-    from datagen.wavetables import Catalog
-
-    n_tables = len(Catalog.from_json(info.wavetable_catalog)) + 1  # class 0: the init preset's table
-    from datagen.features import FeatureConfig
-
-    features = FeatureConfig.from_json(info.feature_config)
-    model_config = model_config_for(registry, n_wavetables=n_tables, freeze_stages=config.freeze_stages,
-                                    n_mels=features.n_mels, n_frames=features.n_frames)
-    model = PresetEstimator(model_config)
-    if config.pretrained:
-        load_pretrained_backbone(model, config.pretrained)
-    model.to(device)
+    model, model_config, n_tables = _model(config, registry, info, device)
     baseline = _baseline(train_set, model_config, registry=registry, n_wavetables=n_tables)
     loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing,
                     weight_wavetable=config.weight_wavetable, weight_modulation=config.weight_modulation).to(device)
@@ -140,29 +118,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
         optimizer, lambda s: lr_factor(s, warmup_steps=warmup_steps, total_steps=total_steps))
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world > 1 else model
-
-    state = {"epoch": -1, "step": 0, "best_val_loss": float("inf"), "best_epoch": -1, "stale": 0, "history": []}
-    latest = out / "latest.pt"
-    if config.resume and latest.exists():
-        ckpt = checkpoint.load(latest)
-        model.load_state_dict(ckpt["model"], strict=True)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"][rank] if rank < len(ckpt["rng"]["torch"]) else ckpt["rng"]["torch"][0])
-        state = ckpt["state"]
-        if main:
-            log.info("resuming after epoch %d (step %d)", state["epoch"], state["step"])
-    elif config.resume and main:
-        log.info("no %s yet: starting a new run", latest)
-
-    run_log = None
-    if config.wandb and main:  # optional; offline unless WANDB_MODE says otherwise, never required
-        import wandb
-
-        run_log = wandb.init(project="vital-match", dir=str(out), config=dataclasses.asdict(config),
-                             mode=os.environ.get("WANDB_MODE", "offline"), resume="allow")
+    state = _resume(config, out / "latest.pt", model=model, optimizer=optimizer, scheduler=scheduler, rank=rank)
+    run_log = _wandb(config, out) if config.wandb and main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    from tqdm import tqdm
 
     for epoch in range(state["epoch"] + 1, config.epochs):
         sampler = train_sampler
@@ -179,45 +137,139 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
                              config=config, bar=bar)
         bar.close()
         state["step"] += len(windows)
-        sums, seen, wait, train_time = stats["sums"], stats["seen"], stats["wait"], stats["seconds"]
         val = _validate(net, loss_fn, val_loader, device, world, autocast)
-        row = {"epoch": epoch, "step": state["step"], "lr": scheduler.get_last_lr()[0],
-               **{f"train/{k}": v / max(seen, 1) for k, v in sums.items()}, **{f"val/{k}": v for k, v in val.items()},
-               "samples_per_s": seen * world / train_time, "data_wait_share": wait / train_time,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this rank, Linux KiB
-               "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
-        state["epoch"] = epoch
-        state["history"].append(row)
-        improved = val["loss"] < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val["loss"], best_epoch=epoch, stale=0)
-        else:
-            state["stale"] += 1
+        row = _epoch_row(epoch, state["step"], lr=scheduler.get_last_lr()[0], stats=stats, val=val, world=world,
+                         device=device)
+        improved = _update_state(state, epoch, row)
         ckpt = _payload(model=model, model_config=model_config, info=info, registry=registry, config=config,
                         metrics=row, loss_fn=loss_fn, baseline=baseline, optimizer=optimizer, scheduler=scheduler,
                         state=state, world=world)
         if main:
-            checkpoint.save(latest, ckpt)
-            if improved:
-                checkpoint.save(out / "best.pt", ckpt)
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if run_log is not None:
-                run_log.log(row, step=state["step"])
-            log.info("epoch %d: train loss %.4f, val loss %.4f, %.1f samples/s, data wait %.0f%%", epoch,
-                     row["train/loss"], val["loss"], row["samples_per_s"], 100 * row["data_wait_share"])
+            _save_epoch(out, ckpt, row, improved=improved, run_log=run_log)
         if state["stale"] >= config.early_stopping_patience > 0:
             if main:
                 log.info("early stopping: no improvement for %d epochs", state["stale"])
             break
     if main:
-        _plot(state["history"], out / "loss.png")
+        plot_history(state["history"], out / "loss.png")
         if run_log is not None:
             run_log.finish()
     if world > 1:
         dist.destroy_process_group()
     return {"epochs_run": len(state["history"]), "best_val_loss": state["best_val_loss"],
             "best_epoch": state["best_epoch"], "history": state["history"], "output": str(out)}
+
+
+def _device(config: TrainConfig, *, world: int, local_rank: int):
+    """The device of this rank (config.device, else CUDA when there is one); joins the process group under
+    torchrun (NCCL on GPUs, gloo on CPUs)."""
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def _datasets(config: TrainConfig) -> tuple:
+    """(train set, validation set): the validation split, or the training split (with a warning) if empty."""
+    from datagen.dataset import DatasetError
+    from training.data import PresetDataset
+
+    train_set = PresetDataset(list(config.data), split="train")
+    try:
+        return train_set, PresetDataset(list(config.data), split="val")
+    except DatasetError:
+        log.warning("the data set has no validation rows; validating on the training split")
+        return train_set, train_set
+
+
+def _model(config: TrainConfig, registry, info, device) -> tuple:
+    """(model on `device`, its ModelConfig, wavetable class count) for the data's features and catalog."""
+    from datagen.features import FeatureConfig
+    from datagen.wavetables import Catalog
+    from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
+
+    n_tables = len(Catalog.from_json(info.wavetable_catalog)) + 1  # class 0: the init preset's table
+    features = FeatureConfig.from_json(info.feature_config)
+    model_config = model_config_for(registry, n_wavetables=n_tables, freeze_stages=config.freeze_stages,
+                                    n_mels=features.n_mels, n_frames=features.n_frames)
+    model = PresetEstimator(model_config)
+    if config.pretrained:
+        load_pretrained_backbone(model, config.pretrained)
+    return model.to(device), model_config, n_tables
+
+
+def _resume(config: TrainConfig, latest: Path, *, model, optimizer, scheduler, rank: int) -> dict:
+    """The run's state: loaded with the model, optimizer, scheduler and RNG from `latest` when resuming."""
+    import torch
+
+    from training import checkpoint
+
+    state = {"epoch": -1, "step": 0, "best_val_loss": float("inf"), "best_epoch": -1, "stale": 0, "history": []}
+    if config.resume and latest.exists():
+        ckpt = checkpoint.load(latest)
+        model.load_state_dict(ckpt["model"], strict=True)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"][rank] if rank < len(ckpt["rng"]["torch"]) else ckpt["rng"]["torch"][0])
+        state = ckpt["state"]
+        if rank == 0:
+            log.info("resuming after epoch %d (step %d)", state["epoch"], state["step"])
+    elif config.resume and rank == 0:
+        log.info("no %s yet: starting a new run", latest)
+    return state
+
+
+def _wandb(config: TrainConfig, out: Path):
+    """An optional wandb run: offline unless WANDB_MODE says otherwise, never required."""
+    import wandb
+
+    return wandb.init(project="vital-match", dir=str(out), config=dataclasses.asdict(config),
+                      mode=os.environ.get("WANDB_MODE", "offline"), resume="allow")
+
+
+def _epoch_row(epoch: int, step: int, *, lr: float, stats: dict, val: dict, world: int, device) -> dict:
+    """One line of log.jsonl: losses per sample, throughput, the data loader's share of the time, memory."""
+    import torch
+
+    sums, seen, wait, seconds = stats["sums"], stats["seen"], stats["wait"], stats["seconds"]
+    return {"epoch": epoch, "step": step, "lr": lr,
+            **{f"train/{k}": v / max(seen, 1) for k, v in sums.items()}, **{f"val/{k}": v for k, v in val.items()},
+            "samples_per_s": seen * world / seconds, "data_wait_share": wait / seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this rank, Linux KiB
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0}
+
+
+def _update_state(state: dict, epoch: int, row: dict) -> bool:
+    """Record an epoch in the run's state; True when its validation loss is the best so far."""
+    state["epoch"] = epoch
+    state["history"].append(row)
+    improved = row["val/loss"] < state["best_val_loss"]
+    if improved:
+        state.update(best_val_loss=row["val/loss"], best_epoch=epoch, stale=0)
+    else:
+        state["stale"] += 1
+    return improved
+
+
+def _save_epoch(out: Path, ckpt: dict, row: dict, *, improved: bool, run_log) -> None:
+    """latest.pt (and best.pt when improved), written atomically; the epoch's line in log.jsonl."""
+    from training import checkpoint
+
+    checkpoint.save(out / "latest.pt", ckpt)
+    if improved:
+        checkpoint.save(out / "best.pt", ckpt)
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if run_log is not None:
+        run_log.log(row, step=row["step"])
+    log.info("epoch %d: train loss %.4f, val loss %.4f, %.1f samples/s, data wait %.0f%%", row["epoch"],
+             row["train/loss"], row["val/loss"], row["samples_per_s"], 100 * row["data_wait_share"])
 
 
 def _train_epoch(net, loss_fn, loader, *, optimizer, scheduler, params, windows, epoch: int, device, world: int,
@@ -366,30 +418,3 @@ def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
     if world > 1:
         dist.all_reduce(totals)
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
-
-
-def _plot(history: list[dict], path: Path) -> None:
-    """loss.png: train and validation curves of the total loss and of each head's part, one panel each (a
-    head that overfits shows as its validation curve rising while the others fall)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from training.heads import HEADS
-
-    panels = ["loss", *(f"loss/{name}" for name in HEADS)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
-    epochs = [r["epoch"] for r in history]
-    for ax, key in zip(axes, panels):
-        for split in ("train", "val"):
-            values = [r.get(f"{split}/{key}") for r in history]
-            if all(v is not None for v in values):
-                ax.plot(epochs, values, label=split)
-        ax.set_title(key.split("/")[-1] if "/" in key else "total")
-        ax.set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
