@@ -159,7 +159,6 @@ def _handler(config: GenerateConfig):
     of a process holding torch costs ~30 ms, of one holding only vita ~15 ms)."""
     from datagen.registry import load_registry
     from datagen.render import Renderer
-    from datagen.sampler import Sampler
 
     registry = load_registry()
     catalog = config.catalog()
@@ -342,8 +341,10 @@ class LabelRenderer:
 def config_of(attrs: dict) -> GenerateConfig:
     """The GenerateConfig a data set was made with (from its manifest attribute)."""
     d = json.loads(attrs["manifest"])["config"]
+    d.setdefault("sampler_version", 1)  # made before sampler versions existed: version 1 drew its presets
     return GenerateConfig(**{**d, "notes": tuple(d["notes"]), "shard": tuple(d["shard"]),
-                             "render": RenderConfig(**d["render"]), "features": FeatureConfig(**d["features"])})
+                             "render": RenderConfig(**d["render"]), "features": FeatureConfig(**d["features"]),
+                             "perturb": PerturbConfig(**d.get("perturb", {}))})
 
 
 def _prepare_parts(parts: Path, manifest: dict) -> None:

@@ -125,6 +125,12 @@ def varied_params(tier: int, registry: Registry) -> frozenset[str]:
     return frozenset(free | set(drawn_switches(tier, registry)))
 
 
+def draw_tier(tier: int) -> int:
+    """The tier random draws come from for a model trained on `tier`: its own, or the richest for a model of
+    real or perturbed presets (tier 0), which no sampler tier reproduces."""
+    return tier if tier in TIERS else max(TIERS)
+
+
 def seed_of(*parts: int) -> int:
     """A 64-bit seed from integers (sha256): independent streams per (seed, index, attempt, purpose)."""
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")

@@ -100,7 +100,7 @@ def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[i
 
     r = refine(starts, clip.target.audio, note=clip.note, render=pipeline.render,
                key_held=key_held, importance=pipeline.importance,
-               registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
+               registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.draw_tier,
                config=RefineConfig(evals=max(budgets), seed=seed, search=parse_method(method)[1]), pool=pool,
                show_progress=False, snapshots=budgets)
     return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}

@@ -57,7 +57,7 @@ def match(path: str | Path, pipeline, *, refine=None, bank=None, show_progress: 
                            bank=bank, seed=refine.seed)
         refinement = run_refine(starts, target.audio, note=target.note.midi, render=pipeline.render,
                                 key_held=target.key_held, importance=pipeline.importance,
-                                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.tier,
+                                registry=pipeline.registry, catalog=pipeline.catalog, tier=pipeline.draw_tier,
                                 config=refine, show_progress=show_progress, on_progress=on_progress)
         timings["refine"] = refinement.seconds
     return Match(source=str(path), target=target, prediction=prediction, refinement=refinement, timings=timings)

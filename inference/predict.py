@@ -51,11 +51,13 @@ class Pipeline:
 
     def __init__(self, *, model, ckpt: dict, path: Path, device: str = "cpu"):
         from datagen.registry import load_registry
+        from datagen.sampler import draw_tier
         from training.checkpoint import contents
 
         self.model, self.path, self.device = model, Path(path), device
         parts = contents(ckpt, self.path)  # CheckpointError when missing or corrupt
         self.features, self.catalog, self.tier = parts.features, parts.catalog, parts.tier
+        self.draw_tier = draw_tier(parts.tier)  # what random draws and sampler proposals use
         self.render = parts.render  # datagen.render.RenderConfig: how its training data was rendered; every
         #                             render of a candidate takes its sample rate and velocity (`for_clip`)
         self.registry = load_registry()  # equal to the checkpoint's: the fingerprint was checked on load

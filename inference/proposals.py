@@ -56,7 +56,7 @@ def proposals(target, pipeline, *, n: int, prediction=None, bank=None, seed: int
     if counts["bank"]:
         out += bank.nearest(target.audio, note=target.note.midi, k=counts["bank"])
     out += pipeline.samples(target, n=counts["network"] - 1, seed=seed)
-    sampler = Sampler(SamplerConfig(tier=pipeline.tier, seed=PROPOSAL_SEED + seed), registry=pipeline.registry,
+    sampler = Sampler(SamplerConfig(tier=pipeline.draw_tier, seed=PROPOSAL_SEED + seed), registry=pipeline.registry,
                       catalog=pipeline.catalog)
     out += [sampler.sample(i) for i in range(counts["sampler"])]
     return out

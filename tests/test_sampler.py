@@ -71,3 +71,10 @@ def test_version_1_draws_are_unchanged(registry):
 def test_unknown_version_is_a_config_error():
     with pytest.raises(ConfigError, match="sampler version"):
         SamplerConfig(version=3)
+
+
+def test_draw_tier_of_a_model_of_real_or_perturbed_presets_is_the_richest():
+    from datagen.sampler import TIERS, draw_tier
+
+    assert [draw_tier(t) for t in TIERS] == list(TIERS)
+    assert draw_tier(0) == max(TIERS)  # a tier-0 model's random draws and sampler proposals

@@ -30,7 +30,8 @@ def spectral_distance(predicted: np.ndarray, target: np.ndarray) -> float:
 def render_config(attrs: dict):
     """The GenerateConfig whose LabelRenderer renders like the data set's rows: `config_of` for generated
     sets; for ingested ones (whose manifest is not a GenerateConfig) one built from their notes and render
-    settings. `wavetables_from` is dropped: renders take tables from the preset, and the folder may be gone."""
+    settings. `wavetables_from` and `perturb_from` are dropped: renders take everything from the preset, and
+    the folders may be gone."""
     from datagen.features import FeatureConfig
     from datagen.generate import GenerateConfig, config_of
     from datagen.render import RenderConfig
@@ -41,7 +42,7 @@ def render_config(attrs: dict):
         config = GenerateConfig(notes=tuple(json.loads(attrs["notes"])),
                                 render=RenderConfig(**json.loads(attrs["render_config"])),
                                 features=FeatureConfig.from_json(attrs["feature_config"]))
-    return replace(config, wavetables_from=None)
+    return replace(config, wavetables_from=None, perturb_from=None)
 
 
 class ItemAudio:

@@ -24,22 +24,28 @@ def features(mel: np.ndarray) -> np.ndarray:
     return np.concatenate([mel.mean(2), mel.std(2)] + [x.mean(2) for x in q], axis=1)
 
 
-def main(path: str, alpha: float = 10.0) -> None:
-    registry = load_registry()
+def _load(path: str, registry) -> dict:
+    """A data set's labels, masks (numpy), standardised probe features with a bias column (x), split masks."""
     with h5py.File(path, "r") as f:
         split = f["split"][:]
         mel = f["mel"][:].astype(np.float32)
-        y = f["continuous"][:].astype(np.float64)
+        cont = f["continuous"][:].astype(np.float64)
         cat = f["categorical"][:].astype(np.int64)
         slots = f["modulation"][:]
         tier = int(f.attrs["tier"])
     spec = build_mask_spec(registry, tier=tier)
-    m = masks(spec, torch.from_numpy(cat), routed_from_slots(slots, n_sources=spec.n_sources))["continuous"].numpy()
+    m = masks(spec, torch.from_numpy(cat), routed_from_slots(slots, n_sources=spec.n_sources))
     x = features(mel)
     tr, te = split == SPLITS.index("train"), split == SPLITS.index("test")
-    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
-    x = (x - mu) / sd
-    xt = np.c_[x, np.ones(len(x))]
+    x = (x - x[tr].mean(0)) / (x[tr].std(0) + 1e-6)
+    return {"continuous": cont, "categorical": cat, "spec": spec, "train": tr, "test": te,
+            "masks": {k: v.numpy() for k, v in m.items()}, "x": np.c_[x, np.ones(len(x))]}
+
+
+def main(path: str, alpha: float = 10.0) -> None:
+    registry = load_registry()
+    d = _load(path, registry)
+    y, m, xt, tr, te = d["continuous"], d["masks"]["continuous"], d["x"], d["train"], d["test"]
     a = xt[tr]
     w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y[tr])  # (features + 1, n_cont)
     pred = np.clip(xt[te] @ w, 0, 1)
@@ -63,18 +69,8 @@ def categorical(path: str, alpha: float = 10.0) -> None:
     """Per varied categorical control: accuracy of a ridge regression onto its one-hot classes (argmax), on
     the test rows where the control is audible, against the train split's masked mode."""
     registry = load_registry()
-    with h5py.File(path, "r") as f:
-        split = f["split"][:]
-        mel = f["mel"][:].astype(np.float32)
-        cat = f["categorical"][:].astype(np.int64)
-        slots = f["modulation"][:]
-        tier = int(f.attrs["tier"])
-    spec = build_mask_spec(registry, tier=tier)
-    m = masks(spec, torch.from_numpy(cat), routed_from_slots(slots, n_sources=spec.n_sources))["categorical"].numpy()
-    x = features(mel)
-    tr, te = split == SPLITS.index("train"), split == SPLITS.index("test")
-    x = (x - x[tr].mean(0)) / (x[tr].std(0) + 1e-6)
-    xt = np.c_[x, np.ones(len(x))]
+    d = _load(path, registry)
+    cat, m, xt, tr, te, spec = d["categorical"], d["masks"]["categorical"], d["x"], d["train"], d["test"], d["spec"]
     gram = np.linalg.inv(xt[tr].T @ xt[tr] + alpha * np.eye(xt.shape[1]))
     rows = []
     for j, name in enumerate(spec.categorical_names):  # registry.categorical order: the data's columns
