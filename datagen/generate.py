@@ -259,7 +259,6 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     from tqdm import tqdm
 
     from datagen.registry import load_registry
-    from datagen.sampler import sampled_modules
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -303,11 +302,10 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
     for path in chunk_files:
         with np.load(path) as z:
             rejected.update(json.loads(str(z[_REJECTED])))
-    modules = [m.name for m in registry.modules] if config.perturb_from else sampled_modules(config.tier, registry)
     attrs = Manifest(
         registry=registry, catalog=catalog, config=dataclasses.asdict(config), render=config.render,
         features=config.features, notes=config.notes, tier=config.data_tier, seed=config.seed,
-        sampled_params=tuple(sampler.sampled_params), sampled_modules=tuple(modules),
+        sampled_params=tuple(sampler.sampled_params), sampled_modules=tuple(sampler.sampled_modules),
         n_presets=len(indices), rejections=dict(rejected), shard=config.shard, first_index=indices.start).attrs()
     write_h5(output, ({k: v for k, v in np.load(p).items() if k != _REJECTED} for p in chunk_files), n_rows, attrs)
     shutil.rmtree(parts)

@@ -49,6 +49,10 @@ class Perturber:
     def sampled_params(self) -> list[str]:
         return sorted(p.name for p in self.continuous + self.categorical)
 
+    @property
+    def sampled_modules(self) -> list[str]:
+        return [m.name for m in self.registry.modules]  # a real preset sets every module
+
     def sample(self, index: int, attempt: int = 0) -> Preset:
         c = self.config
         rng = np.random.default_rng(seed_of(c.seed, index, attempt, 5))

@@ -151,6 +151,8 @@ class Sampler:
         self.continuous = [p for p in free if not p.discrete]
         self.categorical = [p for p in free if p.discrete]
         self._ranges = [self._range(p.name) for p in self.continuous]
+        self._class_ranges = [(round(lo * (p.n_classes - 1)), round(hi * (p.n_classes - 1)) + 1)
+                              for p, (lo, hi) in ((p, self._range(p.name)) for p in self.categorical)]
         self._modules = modules
         self._suffixes = {m.name: [p.name[len(m.name):] for p in self.registry.params if p.module == m.name]
                           for m in self.registry.modules}  # "osc_1" -> ["_level", "_on", ...]
@@ -166,6 +168,10 @@ class Sampler:
     @property
     def sampled_params(self) -> list[str]:
         return sorted(p.name for p in self.continuous + self.categorical)
+
+    @property
+    def sampled_modules(self) -> list[str]:
+        return sampled_modules(self.config.tier, self.registry)
 
     def _unit(self, index: int, attempt: int) -> np.ndarray:
         """(n_continuous,) values in [0, 1): a Latin-hypercube row for attempt 0, uniform for retries."""
@@ -187,12 +193,11 @@ class Sampler:
         cat = dict(self._base.categorical)
         for p, u, (lo, hi) in zip(self.continuous, self._unit(index, attempt), self._ranges):
             cont[p.name] = float(lo + u * (hi - lo))
-        for p in self.categorical:
+        for p, (lo, hi) in zip(self.categorical, self._class_ranges):
             if self.config.version == 1:  # every class alike (its ranges reached continuous controls only)
                 cat[p.name] = int(rng.integers(p.n_classes))
             else:
-                lo, hi = self._range(p.name)
-                cat[p.name] = int(rng.integers(round(lo * (p.n_classes - 1)), round(hi * (p.n_classes - 1)) + 1))
+                cat[p.name] = int(rng.integers(lo, hi))
 
         # Sources: 1-3 oscillators, sometimes the sample; each routed to filter 1, filter 2, both, or direct.
         n_osc = int(rng.integers(1, N_OSCILLATORS + 1))
