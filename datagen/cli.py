@@ -10,9 +10,10 @@ import click
 from datagen.bank import BankConfig
 from datagen.console import CliError, ConfigError, Group, check_writable, setup_logging
 from datagen.generate import GenerateConfig
-from datagen.render import RenderConfig
 from datagen.options import (length_options, no_audio_option, notes_option, quiet_option, shard_option,
                              tiers_option)
+from datagen.perturb import PerturbConfig
+from datagen.render import RenderConfig
 from datagen.sampler import TIERS, VERSIONS
 
 
@@ -152,9 +153,11 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
 @click.option("--perturb-from", type=click.Path(path_type=Path), default=None,
               help="Perturb the 'build' presets this folder's README lists (e.g. ../shared/presets) instead of "
                    "drawing from a tier; the data set is tier 0.")
+@click.option("--recombine", type=click.FloatRange(0, 1), default=PerturbConfig.p_recombine, show_default=True,
+              help="With --perturb-from: the chance that each module is first taken from another build preset.")
 @quiet_option
 def generate(tier, n_presets, output, workers, seed, sampler_version, notes, length, note_length, no_audio, shard,
-             chunk_size, wavetables_from, perturb_from, quiet):
+             chunk_size, wavetables_from, perturb_from, recombine, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
     from datagen.features import FeatureConfig
@@ -167,12 +170,15 @@ def generate(tier, n_presets, output, workers, seed, sampler_version, notes, len
     check_writable(output)
     _check_folder(wavetables_from, "--wavetables-from")
     _check_folder(perturb_from, "--perturb-from")
+    if recombine and not perturb_from:
+        raise CliError("--recombine mixes the presets of --perturb-from: give that folder too")
     try:
         config = GenerateConfig(
             tier=tier, n_presets=n_presets, seed=seed, sampler_version=int(sampler_version), notes=notes,
             store_audio=not no_audio, shard=shard,
             chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
             perturb_from=str(perturb_from.resolve()) if perturb_from else None,
+            perturb=PerturbConfig(p_recombine=recombine),
             render=RenderConfig(render_length=length, note_length=note_length),
             features=FeatureConfig(duration=length))
         stats = run(output, config, workers=workers, show_progress=not quiet)

@@ -4,8 +4,10 @@ The tiers of `datagen.sampler` draw ~90-280 controls independently and uniformly
 a network learns nothing from them (research/learnability.md). A `Perturber` starts every preset from one of a
 list of real presets (only the "build" half of the fixed split may be used: `datagen.preset.shared_split`) and
 moves it a little: every free continuous control by a Gaussian step, a few discrete controls redrawn, some
-oscillators moved by an octave, modulation amounts nudged. Like the sampler, a preset is a pure function of
-(bases, config, index, attempt), so data sets resume and shard the same way.
+oscillators moved by an octave, modulation amounts nudged; with `p_recombine`, some of its modules (an
+oscillator with its wavetable, a filter, an envelope, an effect) are first taken from other bases. Like the
+sampler, a preset is a pure function of (bases, config, index, attempt), so data sets resume and shard the same
+way.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ class PerturbConfig:
     p_redraw: float = 0.05  # chance that a discrete control is drawn anew (uniform over its classes)
     p_octave: float = 0.15  # chance that an oscillator that is on moves by an octave up or down
     amount_sigma: float = 0.1  # std of the step of a modulation amount (kept in [-1, 1])
+    p_recombine: float = 0.0  # chance that a module (an oscillator, a filter, an envelope, ...) is taken from
+    #                           another base before the steps (0: data sets made before recombination draw alike)
 
     def __post_init__(self):
         if not (0 <= self.sigma <= 1 and 0 <= self.p_redraw <= 1 and 0 <= self.p_octave <= 1
-                and 0 <= self.amount_sigma <= 1):
+                and 0 <= self.amount_sigma <= 1 and 0 <= self.p_recombine <= 1):
             raise ConfigError(f"perturbation sizes must be in [0, 1]: {self}")
 
 
@@ -57,6 +61,11 @@ class Perturber:
         c = self.config
         rng = np.random.default_rng(seed_of(c.seed, index, attempt, 5))
         base = self.bases[index % len(self.bases)]  # every base alike often, in turn
+        if c.p_recombine:  # a stream of its own, so the steps below draw as they did before recombination
+            mix = np.random.default_rng(seed_of(c.seed, index, attempt, 6))
+            for m in self.registry.modules:
+                if mix.random() < c.p_recombine:
+                    base = base.with_module(self.bases[int(mix.integers(len(self.bases)))], m)
         cont, cat = dict(base.continuous), dict(base.categorical)
         for p in self.continuous:
             cont[p.name] = float(np.clip(cont[p.name] + rng.normal(0.0, c.sigma), 0.0, 1.0))

@@ -73,6 +73,17 @@ class Preset:
                 raise KeyError(f"unknown control {k!r}")
         return replace(self, continuous=cont, categorical=cat)
 
+    def with_module(self, donor: "Preset", module) -> "Preset":
+        """A copy whose `module` (a `datagen.registry.Module`: every control of it, its on-switch included, and
+        an oscillator's wavetable) is set as `donor` sets it. Modulation routing, LFO shapes and samples stay."""
+        values = {p: donor.continuous[p] if p in donor.continuous else donor.categorical[p] for p in module.params}
+        out = self.with_values(**values)
+        if module.name.startswith("osc_"):
+            tables = list(out.wavetables)
+            tables[int(module.name[4:]) - 1] = donor.wavetables[int(module.name[4:]) - 1]
+            out = replace(out, wavetables=tuple(tables))
+        return out
+
     def raw(self, name: str, registry: Registry | None = None) -> float:
         """The raw Vital value of one control (what the `.vital` file stores)."""
         reg = registry or load_registry()

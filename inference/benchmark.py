@@ -5,9 +5,10 @@ Targets: `inference.clips` (WAV clips, `.vital` presets rendered at stated MIDI 
 
 Methods, each giving one preset per clip (searches spend `budget` renders of the refinement objective):
 - `init`: Vital's init preset (the floor every method should beat); `network`: the network's prediction;
-- `<start>+<search>`: any searcher registered in `inference.search` from `init`, `network` or `proposals`
-  (`inference.proposals`: network samples, bank neighbours, sampler draws), e.g. `network+cma`,
-  `proposals+evolve` (what `infer --refine` does);
+- `<start>+<search>`: any searcher registered in `inference.search` from `init`, `network` or proposals
+  (`inference.proposals`): `proposals` (network samples, bank neighbours, sampler draws), `samples` (the
+  network's alone) or `draws` (the sampler's alone), e.g. `network+cma`, `proposals+portfolio` (what `infer
+  --refine` does), `samples+evolve` against `draws+evolve` (does the network help a search?);
 - `random` (= `none+random`): the best of `budget` presets drawn by the sampler of the model's tier;
   `cma-init` (= `init+cma`).
 Budgets 200 / 500 / 2000 of a search come from one run of the largest budget, snapshotted on the way
@@ -32,13 +33,16 @@ from pathlib import Path
 
 from datagen.console import ConfigError
 from inference.clips import Clip, PendingClip
+from inference.proposals import SOURCES
 from inference.report import read_lines, write_report
 
 log = logging.getLogger(__name__)
 
-METHODS = ("init", "network", "random", "network+cma", "proposals+evolve")
+METHODS = ("init", "network", "random", "network+cma", "proposals+portfolio")
 UNSEARCHED = ("init", "network", "mean")  # scored as they are
-STARTS = ("init", "network", "proposals")  # what a search starts from ("none" for random search)
+# the proposal starts (`inference.proposals`, `BenchmarkConfig.proposals` presets) and their sources
+PROPOSED = {"proposals": SOURCES, "samples": ("network",), "draws": ("sampler",)}
+STARTS = ("init", "network", *PROPOSED)  # what a search starts from ("none" for random search)
 ALIASES = {"random": "none+random", "cma-init": "init+cma"}  # the names of earlier recorded results
 BUDGETS = (0, 200, 500, 2000)
 
@@ -149,11 +153,11 @@ def _method_presets(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank
             continue
         if not budgets:
             continue
-        if start == "proposals" and start not in starts:  # once per clip, whichever searches start from them
+        if start in PROPOSED and start not in starts:  # once per clip, whichever searches start from them
             t1 = time.perf_counter()
             found = proposals(clip.target, pipeline, n=min(config.proposals, max(budgets)), prediction=prediction,
-                              bank=bank, seed=config.seed)
-            starts["proposals"] = (found, predict_s + time.perf_counter() - t1)
+                              bank=bank, seed=config.seed, sources=PROPOSED[start])
+            starts[start] = (found, predict_s + time.perf_counter() - t1)
         presets, seconds = starts[start]
         for b, (p, loss, n, s) in _search(method, clip, starts=presets, pipeline=pipeline, budgets=budgets,
                                           pool=pool, seed=config.seed, key_held=_key_held(clip, config)).items():

@@ -314,12 +314,13 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Folder for clips.jsonl, results.md, results.png, summary.json (an existing run resumes).")
 @checkpoint_option
 @click.option("--methods", default=",".join(BenchmarkConfig.methods), show_default=True,
-              help="Comma-separated: init, network, random, or <start>+<search> (start: init, network, proposals; "
-                   "search: a registered searcher, e.g. cma, evolve, random).")
+              help="Comma-separated: init, network, mean, random, or <start>+<search> (start: init, network, "
+                   "proposals, samples (the network's alone), draws (the sampler's alone); search: a registered "
+                   "searcher, e.g. cma, evolve, random).")
 @click.option("--budgets", default=",".join(map(str, BenchmarkConfig.budgets)), show_default=True,
               help="Comma-separated render budgets (0: the methods that do not search).")
 @click.option("--proposals", type=click.IntRange(min=1), default=BenchmarkConfig.proposals, show_default=True,
-              help="Starts of the proposals+... methods (within the budget).")
+              help="Starts of the proposals+, samples+ and draws+ methods (within the budget).")
 @click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes .vital presets are rendered at.")
 @click.option("--key-held", default="1.5", show_default=True,
               help="Comma-separated seconds the key is held in renders of .vital targets (short notes: 0.3,0.8).")

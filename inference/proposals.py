@@ -36,23 +36,38 @@ def load_bank(path: str | None = None):
         return Bank.load(p)
 
 
-def split(n: int, *, bank: bool) -> dict[str, int]:
-    """How `n` proposals divide among the sources: a quarter from the network (its argmax included), half from
-    the bank when there is one, the rest from the sampler."""
-    network = min(n, max(1, n // 4))
-    from_bank = (n - network) * 2 // 3 if bank else 0
-    return {"network": network, "bank": from_bank, "sampler": n - network - from_bank}
+SOURCES = ("network", "bank", "sampler")
 
 
-def proposals(target, pipeline, *, n: int, prediction=None, bank=None, seed: int = 0) -> list:
-    """`n` presets to start from (at least the network's argmax, which comes first: the reference a search
-    reports against), then the bank's nearest, network samples and sampler draws (`split`). prediction:
-    `pipeline.predict(target)` when already made."""
+def split(n: int, *, sources: tuple[str, ...] = SOURCES) -> dict[str, int]:
+    """How `n` proposals divide among `sources` (a subset of SOURCES; drop "bank" when there is none): with all
+    three, the network and the bank share them nearly evenly and the sampler gets one in 16 (on clips no data set
+    holds, bank neighbours and network samples win far more often than sampler draws: research/benchmarks.md);
+    a single source gets all of them."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources:
+        raise ValueError(f"proposal sources must be some of {', '.join(SOURCES)}, got {sources}")
+    counts = dict.fromkeys(SOURCES, 0)
+    others = [s for s in SOURCES if s in sources and s != "sampler"]
+    if "sampler" in sources:
+        counts["sampler"] = n // 16 if others else n
+    left = n - counts["sampler"]
+    for k, s in enumerate(others):  # the first gets the odd one: the network (its argmax) when it is a source
+        counts[s] = left // len(others) + (1 if k < left % len(others) else 0)
+    return counts
+
+
+def proposals(target, pipeline, *, n: int, prediction=None, bank=None, seed: int = 0,
+              sources: tuple[str, ...] = SOURCES) -> list:
+    """`n` presets to start from: with the network among `sources`, its argmax first (the reference a search
+    reports against), then the bank's nearest, network samples and sampler draws (`split`; no bank: its share goes
+    to the others). prediction: `pipeline.predict(target)` when already made."""
     from datagen.sampler import Sampler, SamplerConfig
 
-    counts = split(max(1, n), bank=bank is not None)
-    first = prediction.preset if prediction is not None else pipeline.predict(target).preset
-    out = [first]
+    counts = split(max(1, n), sources=tuple(s for s in sources if s != "bank" or bank is not None))
+    out = []
+    if counts["network"]:
+        out.append(prediction.preset if prediction is not None else pipeline.predict(target).preset)
     if counts["bank"]:
         out += bank.nearest(target.audio, note=target.note.midi, k=counts["bank"])
     out += pipeline.samples(target, n=counts["network"] - 1, seed=seed)

@@ -87,11 +87,11 @@ def test_the_run_writes_one_line_per_clip_and_searches_never_lose(run_dir):
     assert [c["clip"] for c in lines] == ["pluck_g3", "saw_pluck@48"]
     for c in lines:
         got = {(r["method"], r["budget"]): r for r in c["records"]}
-        searches = ("random", "network+cma", "proposals+evolve")  # the default methods that search
+        searches = ("random", "network+cma", "proposals+portfolio")  # the default methods that search
         assert set(got) == {("init", 0), ("network", 0)} | {(m, b) for m in searches for b in (6, 12)}
         for m in searches:  # more renders never end worse
             assert got[(m, 12)]["objective"] <= got[(m, 6)]["objective"]
-        for m in ("network+cma", "proposals+evolve"):  # both start from the network's prediction
+        for m in ("network+cma", "proposals+portfolio"):  # both start from the network's prediction
             assert got[(m, 6)]["objective"] <= got[("network", 0)]["objective"]
         assert all(r["metrics"] and set(r["metrics"]) == {"mss", "lsd", "mfcc_l1", "loudness_l1"}
                    for r in c["records"])
@@ -148,6 +148,9 @@ def test_bad_config():
     with pytest.raises(ValueError, match="method 'network\\+nope'"):
         BenchmarkConfig(methods=("network+nope",))
     assert BenchmarkConfig(methods=("cma-init", "proposals+cma", "init+evolve")).methods[0] == "cma-init"
+    assert [parse_method(m) for m in ("samples+evolve", "draws+cma")] == [("samples", "evolve"), ("draws", "cma")]
+    with pytest.raises(ValueError, match="start in init, network, proposals, samples, draws"):
+        BenchmarkConfig(methods=("bank+evolve",))
     with pytest.raises(ValueError, match="at least 2"):
         BenchmarkConfig(budgets=(0, 1))
     with pytest.raises(ValueError, match=">= 0"):

@@ -407,13 +407,19 @@ def test_exported_half_checkpoint_predicts_like_the_full_one(ckpt, clips, tmp_pa
 def test_proposals_split_and_order(pipeline, target, prediction):
     from inference.proposals import proposals, split
 
-    assert split(32, bank=True) == {"network": 8, "bank": 16, "sampler": 8}
-    assert split(32, bank=False) == {"network": 8, "bank": 0, "sampler": 24}
-    assert split(1, bank=True) == {"network": 1, "bank": 0, "sampler": 0}
-    found = proposals(target, pipeline, n=12, prediction=prediction, seed=3)
-    assert len(found) == 12 and found[0] is prediction.preset  # the argmax first: the reference
-    samples = found[1:3]  # network samples: drawn from the heads' distributions, so not all the argmax
+    assert split(32) == {"network": 15, "bank": 15, "sampler": 2}
+    assert split(32, sources=("network", "sampler")) == {"network": 30, "bank": 0, "sampler": 2}  # no bank
+    assert split(32, sources=("sampler",)) == {"network": 0, "bank": 0, "sampler": 32}
+    assert split(3) == {"network": 2, "bank": 1, "sampler": 0}  # the network gets the odd one; few: no draws
+    assert split(1) == {"network": 1, "bank": 0, "sampler": 0}
+    with pytest.raises(ValueError, match="proposal sources"):
+        split(8, sources=("network", "oracle"))
+    found = proposals(target, pipeline, n=32, prediction=prediction, seed=3)
+    assert len(found) == 32 and found[0] is prediction.preset  # the argmax first: the reference
+    samples = found[1:30]  # network samples: drawn from the heads' distributions, so not all the argmax
     assert any(s.categorical != prediction.preset.categorical for s in samples)
-    assert found[3].name.startswith("tier3 seed7000104 #0")  # then sampler draws, seeds of their own
-    again = proposals(target, pipeline, n=12, prediction=prediction, seed=3)
+    assert found[30].name.startswith("tier3 seed7000104 #0")  # then sampler draws, seeds of their own
+    again = proposals(target, pipeline, n=32, prediction=prediction, seed=3)
     assert [p.categorical for p in again] == [p.categorical for p in found]  # a pure function of the seed
+    draws = proposals(target, pipeline, n=4, prediction=prediction, seed=3, sources=("sampler",))  # no network
+    assert [p.name.split(" ")[:3] for p in draws] == [["tier3", "seed7000104", f"#{i}"] for i in range(4)]

@@ -52,9 +52,28 @@ def test_steps_stay_in_range_and_are_the_size_asked(bases, registry):
             assert abs(after - before) == 12
 
 
+def test_recombination_takes_whole_modules_from_the_bases(bases, registry):
+    still = dict(sigma=0.0, p_redraw=0.0, p_octave=0.0, amount_sigma=0.0)
+    p = Perturber(bases, PerturbConfig(p_recombine=0.5, **still), registry=registry)
+    mixed = 0
+    for i in range(6):
+        child, base = p.sample(i), p.bases[i % len(p.bases)]
+        assert child.modulations == base.modulations  # the routing stays the base's
+        for m in registry.modules:  # every module is the same module of one of the bases
+            assert any(child.with_module(b, m) == child for b in p.bases), m.name
+        mixed += any(child.with_module(base, m) != child for m in registry.modules)
+    assert mixed >= 3  # half the modules are drawn anew: most presets take some from another base
+    again = Perturber(bases, PerturbConfig(p_recombine=0.5, **still), registry=registry)
+    assert again.sample(4).to_vital_text() == p.sample(4).to_vital_text()  # still a pure function of the index
+    plain = Perturber(bases, PerturbConfig(**still), registry=registry)
+    assert plain.sample(4).continuous == plain.bases[4 % 3].continuous  # 0: no recombination
+
+
 def test_bad_configs(bases, registry):
     with pytest.raises(ConfigError, match="in \\[0, 1\\]"):
         PerturbConfig(sigma=2.0)
+    with pytest.raises(ConfigError, match="in \\[0, 1\\]"):
+        PerturbConfig(p_recombine=1.5)
     with pytest.raises(ConfigError, match="no presets"):
         Perturber([], registry=registry)
 
@@ -87,3 +106,5 @@ def test_generate_perturb_from_uses_only_the_build_half(tmp_path, registry):
     assert bad.exit_code == 2 and "--perturb-from" in bad.output and "README" in bad.output
     missing = CliRunner().invoke(main, args[:-3] + ["--perturb-from", str(tmp_path / "nowhere"), "--quiet"])
     assert missing.exit_code == 2 and "no such folder" in missing.output
+    alone = CliRunner().invoke(main, args[:-3] + ["--recombine", "0.3", "--quiet"])
+    assert alone.exit_code == 2 and "--recombine mixes the presets of --perturb-from" in alone.output

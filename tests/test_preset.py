@@ -1,5 +1,6 @@
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -56,6 +57,23 @@ def test_denormalise_is_linear_not_vitals_display_scale(registry, init):
     assert p.raw("filter_1_cutoff", registry) == pytest.approx((fc.min + fc.max) / 2)
     doc = p.to_vital(registry)
     assert doc["settings"]["lfo_1_frequency"] == pytest.approx(-3.0)
+
+
+def test_with_module_takes_one_module_from_the_donor(registry, init):
+    from datagen.wavetables import default_catalog
+
+    table = default_catalog()[3].data
+    donor = replace(init.with_values(osc_2_on=1, osc_2_level=0.3, osc_2_transpose=60, filter_1_cutoff=0.1),
+                    wavetables=(None, table, None))  # None: tables this test does not look at
+    mixed = init.with_module(donor, registry.module_of["osc_2_on"])
+    assert mixed.categorical["osc_2_on"] == 1 and mixed.categorical["osc_2_transpose"] == 60  # its on-switch too
+    assert mixed.continuous["osc_2_level"] == 0.3 and mixed.wavetables[1] is table  # and its table
+    assert mixed.wavetables[::2] == init.wavetables[::2]
+    assert mixed.continuous["filter_1_cutoff"] == init.continuous["filter_1_cutoff"]  # nothing of other modules
+    assert init.with_module(init, registry.module_of["osc_2_on"]) == init
+    back = mixed.with_module(init, registry.module_of["osc_2_on"])
+    assert back.continuous == init.continuous and back.categorical == init.categorical and back.wavetables == \
+        init.wavetables
 
 
 def test_discrete_rounding_and_clamping_on_write(registry, init):

@@ -12,7 +12,7 @@ from datagen.render import RenderConfig, Renderer, deterministic
 from datagen.wavetables import default_catalog
 from inference.objective import Objective
 from inference.search import SEARCHERS, Context, search
-from inference.search.space import ORDINAL_MIN_CLASSES, move, space
+from inference.search.space import ORDINAL_MIN_CLASSES, crossover, move, space
 from tests.conftest import perturbed
 
 SAW_PLUCK = Path(__file__).resolve().parents[1] / "examples" / "presets" / "saw_pluck.vital"
@@ -81,6 +81,25 @@ def test_discrete_moves_stay_loadable(registry, init):
         assert synth.load_json(moved.to_vital_text(registry))
         preset = moved
     assert {"osc_1_on", "filter_1_on"} & seen and len(seen) > 20
+
+
+def test_crossover_takes_one_module_of_the_donor(registry, init):
+    import vita
+
+    synth = vita.Synth()
+    rng = np.random.default_rng(2)
+    donor = read_vital(SAW_PLUCK, registry=registry)
+    differing = {m.name for m in registry.modules if init.with_module(donor, m) != init}
+    seen = set()
+    for _ in range(40):
+        child = crossover(init, donor, rng, registry=registry)
+        taken = [m.name for m in registry.modules if child == init.with_module(donor, m)]
+        assert len(taken) == 1 and taken[0] in differing  # exactly one module, one that differed
+        assert child.modulations == init.modulations  # routing stays
+        assert synth.load_json(child.to_vital_text(registry))
+        seen |= set(taken)
+    assert len(seen) >= min(5, len(differing))
+    assert crossover(init, init, rng, registry=registry) == init  # nothing differs: nothing to take
 
 
 def test_the_space_follows_the_preset(registry, init):

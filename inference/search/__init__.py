@@ -4,8 +4,9 @@ rendering its starts (the proposals: `inference.proposals`), so its result is ne
 
 - `cma`: CMA-ES over the audible continuous controls of one start at a time, restarting (IPOP) when it stalls;
 - `random`: the starts, then random draws from the sampler (the baseline every method must beat);
-- `evolve`: a (1 + lambda) evolution strategy over the whole preset: continuous controls, categorical choices and
-  wavetables, restarting from the next start when it stalls.
+- `evolve`: a (1 + lambda) evolution strategy over the whole preset: continuous controls, categorical choices,
+  wavetables and whole modules taken from the other best starts, restarting from the next start when it stalls;
+- `portfolio`: `evolve` from the best starts and `cma` from the first one, a generation each in turn.
 
 A new searcher: one module beside these with `run(starts, tracker, ctx)`, and one line in `SEARCHERS`.
 """
@@ -17,8 +18,9 @@ import importlib
 from inference.search.context import Context
 from inference.search.tracker import Refinement, Snapshot, Tracker
 
-SEARCHERS = {"cma": "inference.search.cmaes", "random": "inference.search.draws", "evolve": "inference.search.evolve"}
-DEFAULT = "evolve"
+SEARCHERS = {"cma": "inference.search.cmaes", "random": "inference.search.draws", "evolve": "inference.search.evolve",
+             "portfolio": "inference.search.portfolio"}
+DEFAULT = "portfolio"
 
 __all__ = ["SEARCHERS", "DEFAULT", "Context", "Refinement", "Snapshot", "Tracker", "search"]
 

@@ -13,9 +13,16 @@ STALL_GENERATIONS = 10  # generations without a new best before a run counts as 
 
 
 def run(starts: list, tracker, ctx: Context) -> None:
+    for _ in lane(evaluate_starts(starts, tracker), tracker, ctx):
+        pass
+
+
+def lane(ranked: list, tracker, ctx: Context):
+    """CMA-ES runs from the (loss, preset) starts `ranked` in turn, then from the best so far with a doubled
+    population, until the budget is spent; a generator that yields after every population
+    (`inference.search.portfolio` interleaves it)."""
     import cma
 
-    ranked = evaluate_starts(starts, tracker)
     restart, popsize_factor = 0, 1
     while not tracker.done:
         if restart < len(ranked):
@@ -44,6 +51,7 @@ def run(starts: list, tracker, ctx: Context) -> None:
             es.tell(xs, losses)
             stall = 0 if tracker.best_loss < best else stall + 1
             best = tracker.best_loss
+            yield
         restart += 1
         if not tracker.done:
             tracker.restarts += 1

@@ -7,7 +7,8 @@
   sound sources, filters and effects; ordinal ones with many classes (transposes, tempos, unison voices)
   move by musical steps, the others are drawn anew;
 - wavetables: one per oscillator that is on, any table of the checkpoint's catalog (or the preset's own).
-Modulation routing stays as the start has it.
+Modulation routing stays as the start has it. Besides `move` (one discrete change), `crossover` takes a whole
+module from another preset (another proposal).
 """
 
 from __future__ import annotations
@@ -89,3 +90,20 @@ def move(preset, space: Space, rng: np.random.Generator, *, catalog=None):
     else:
         new = int(rng.choice([c for c in range(n) if c != now]))
     return preset.with_values(**{name: new})
+
+
+def crossover(preset, donor, rng: np.random.Generator, *, registry):
+    """`preset` with one module (an oscillator with its wavetable, a filter, an envelope, an effect, ...) set as
+    `donor` sets it (`Preset.with_module`): one of those whose settings differ and would be heard (on in either
+    preset; an LFO, random generator or envelope 3-6 only when `preset` routes it). Modulation routing stays."""
+    sources = {m.source for m in preset.modulations}
+
+    def heard(m) -> bool:
+        if m.needs_modulation and m.name not in sources:
+            return False
+        return not m.on_switch or bool(preset.categorical.get(m.on_switch, 1) or donor.categorical.get(m.on_switch, 1))
+
+    differing = [m for m in registry.modules if heard(m) and preset.with_module(donor, m) != preset]
+    if not differing:
+        return preset
+    return preset.with_module(donor, differing[int(rng.integers(len(differing)))])
