@@ -23,7 +23,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from datagen.registry import MODULATION_SLOTS, N_OSCILLATORS, Registry, is_modulation_slot, load_registry
+from datagen.registry import (MODULATION_SLOTS, N_OSCILLATORS, OSCILLATORS, Registry, is_modulation_slot,
+                              load_registry)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,9 @@ class Preset:
         an oscillator's wavetable) is set as `donor` sets it. Modulation routing, LFO shapes and samples stay."""
         values = {p: donor.continuous[p] if p in donor.continuous else donor.categorical[p] for p in module.params}
         out = self.with_values(**values)
-        if module.name.startswith("osc_"):
-            tables = list(out.wavetables)
-            tables[int(module.name[4:]) - 1] = donor.wavetables[int(module.name[4:]) - 1]
-            out = replace(out, wavetables=tuple(tables))
+        if module.name in OSCILLATORS:
+            i = OSCILLATORS.index(module.name)
+            out = replace(out, wavetables=out.wavetables[:i] + (donor.wavetables[i],) + out.wavetables[i + 1:])
         return out
 
     def raw(self, name: str, registry: Registry | None = None) -> float:

@@ -96,14 +96,10 @@ def crossover(preset, donor, rng: np.random.Generator, *, registry):
     """`preset` with one module (an oscillator with its wavetable, a filter, an envelope, an effect, ...) set as
     `donor` sets it (`Preset.with_module`): one of those whose settings differ and would be heard (on in either
     preset; an LFO, random generator or envelope 3-6 only when `preset` routes it). Modulation routing stays."""
-    sources = {m.source for m in preset.modulations}
-
-    def heard(m) -> bool:
-        if m.needs_modulation and m.name not in sources:
-            return False
-        return not m.on_switch or bool(preset.categorical.get(m.on_switch, 1) or donor.categorical.get(m.on_switch, 1))
-
-    differing = [m for m in registry.modules if heard(m) and preset.with_module(donor, m) != preset]
+    sources = {m.source for m in preset.modulations}  # the routing the child keeps
+    differing = [m for m in registry.modules
+                 if (_heard(m, m.name, preset, sources) or _heard(m, m.name, donor, sources))
+                 and preset.with_module(donor, m) != preset]
     if not differing:
         return preset
     return preset.with_module(donor, differing[int(rng.integers(len(differing)))])
