@@ -13,7 +13,11 @@ Pitch detection (`detect_note`, `Note`) lives in inference/pitch.py, the key-hel
 inference/release.py.
 
 `Target.key_held` is the time to hold the key when rendering candidates (`RenderConfig.note_length`): the
-detected release, or the clip's length (at most the model's) when the note is held to the end.
+detected release, or the clip's length (at most the model's) when the note is held to the end or has died away
+on its own. Why the whole clip for a note that died away: the target sounds the same however long its key is
+held, so a candidate must too. Rendered only as long as the target sounded, a candidate that sustains and stops
+at a quick release scores as well, and then drones for as long as a producer holds the key (White Noise Hi-Hat
+at 72: a 0.13 s hold found a sustained noise, 40 dB too loud over the held second; research/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -52,10 +56,11 @@ class Target:
     source: str  # the path as given
     truncated: bool  # the clip was longer than the model hears
     key_held: float  # seconds from the onset (after trimming) to the detected release: what to render the
-    #                  candidates with (`RenderConfig.note_length`); held to the end: `duration`, at most the
-    #                  model length
+    #                  candidates with (`RenderConfig.note_length`); held to the end or died away: `duration`, at
+    #                  most the model length
     held_to_end: bool  # no release within the clip: the note is still held when it ends
     messages: tuple[str, ...]  # every remark logged while preparing, in order
+    died_away: float | None = None  # seconds to where the note died away on its own (no release seen), else None
 
 
 @dataclass(frozen=True)
@@ -141,12 +146,14 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         messages.append(note.message)
     release = detect_release(audio, sample_rate=sr)
     held_to_end = release.how == "held"
-    key_held = min(release.seconds, features.duration) if held_to_end else release.seconds  # s
+    died_away = release.seconds if release.how == "died away" else None  # s
+    # s; a note that died away is rendered held to the end too, so candidates must die away on their own
+    key_held = release.seconds if release.how == "released" else min(len(audio) / sr, features.duration)
     if held_to_end:
         messages.append("held to the end")
-    elif release.how == "died away":
-        messages.append(f"key held {key_held:.2f} s (the note has died away by then: holding it longer sounds "
-                        f"the same)")
+    elif died_away is not None:
+        messages.append(f"died away by {died_away:.2f} s (holding the key longer sounds the same: candidates "
+                        f"are rendered held {key_held:.2f} s)")
     else:
         messages.append(f"key held {key_held:.2f} s")
     rms = float(np.sqrt(np.mean(audio**2)))
@@ -162,4 +169,4 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         log.info("%s: %s", path, message)
     return Target(audio=fit_length(audio, features.n_samples).astype(np.float32), sample_rate=sr, note=note,
                   duration=duration, source=str(path), truncated=truncated, key_held=key_held,
-                  held_to_end=held_to_end, messages=tuple(messages))
+                  held_to_end=held_to_end, messages=tuple(messages), died_away=died_away)

@@ -196,6 +196,7 @@ def _one(o, pipeline, *, config, bank, quiet) -> dict:
         "note": {"midi": note.midi, "name": export.note_name(note.midi), "cents": note.cents, "hz": note.hz,
                  "pitched": note.pitched, "n_notes": note.n_notes},
         "key_held": result.target.key_held, "held_to_end": result.target.held_to_end,
+        "died_away": result.target.died_away,
         "messages": list(result.target.messages),
         "parameters": {p.name: preset.raw(p.name, pipeline.registry) for p in pipeline.registry.params},
         "confidence": result.prediction.confidence,

@@ -94,6 +94,8 @@ def export_match(result, path: str | Path, *, stem: str, pipeline, by: str = "vi
 
 def held_text(target) -> str:
     """How long the key was held in a clip, as the exported preset and the printed result say it."""
+    if target.died_away is not None:
+        return f"died away by {target.died_away:.2f} s"
     return "held to the end" if target.held_to_end else f"key held {target.key_held:.2f} s"
 
 

@@ -115,7 +115,7 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
     `Pipeline.render`; default: the training data's defaults at the features' sample rate); clips are
     `features.duration` long;
     prepare: the reader to score (default `inference.audio.prepare`; any function of (path, features=...) giving
-    an object with `.note` and, for the length part, `.key_held` and `.held_to_end`).
+    an object with `.note` and, for the length part, `.key_held`, `.held_to_end` and, optionally, `.died_away`).
     Returns {"pitch": {summary}, "pitch_rows": [...], "length": {summary}, "length_rows": [...]} (plain types).
     """
     from datagen.features import FeatureConfig
@@ -159,7 +159,9 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
                     log.warning("%s held %.2f s: skipped (silent or refused)", preset, held)
                     continue
                 target = wav_target(audio, features=features, prepare=prepare)
-                detected = float(target.key_held)
+                # the detected time: where a note that died away fell silent (candidates render it held longer)
+                died_away = getattr(target, "died_away", None)  # readers from before it was reported have none
+                detected = float(died_away if died_away is not None else target.key_held)
                 # what Vital makes of the detected time: held to the end is rendered held past the clip's end
                 again = _render(texts[preset], note=length_note, held=held, features=features, render=render)
                 as_detected = _render(texts[preset], note=length_note, features=features, render=render,
@@ -171,7 +173,8 @@ def run(paths, *, notes=NOTES, key_held=KEY_HELD, length_presets: int = LENGTH_P
                     "held_to_end": bool(target.held_to_end), "error": round(abs(detected - held), 3),
                     "envelope_db": round(distance, 1), "floor_db": round(floor, 1),
                     "equivalent": bool(distance <= max(EQUIVALENT_DB, floor + 1.0)),
-                    "message": next((m for m in target.messages if m.startswith(("key held", "held to"))), None)})
+                    "message": next((m for m in target.messages if m.startswith(("key held", "held to", "died away"))),
+                                    None)})
     return {"pitch": _pitch_summary(pitch_rows), "pitch_rows": pitch_rows,
             "length": _length_summary(length_rows), "length_rows": length_rows}
 

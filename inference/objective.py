@@ -1,14 +1,18 @@
 """The objective every search minimises, and the pool it listens through.
 
-loss = `datagen.distances.MelSTFTDistance` (auraloss's multi-resolution STFT distance on a 64-band mel scale,
-FFT 1024 / 2048 / 4096, both clips RMS-normalised) between the render of a candidate at the clip's note (the key
+loss = `datagen.distances.SearchDistance` (the mean of auraloss's multi-resolution STFT distance on a 64-band
+mel scale at FFT 1024 / 2048 / 4096, and on a linear scale at FFT 128 / 256 / 512; both clips RMS-normalised)
+between the render of a candidate at the clip's note (the key
 held as long as in the clip) and the target. The benchmark scores with another yardstick on purpose (why:
 `datagen.distances`).
 
 Renders go through a `datagen.pool.RenderPool` (forks of pristine worker processes, one per core:
 deterministic, crash-isolated, a search's base preset loaded once per worker and only changed controls set per
 candidate); each loss is computed as its render arrives, with torch single-threaded (`render_pool`): its own
-thread pool fights the render processes otherwise. A render that fails or crashes scores `FAILED_LOSS`.
+thread pool fights the render processes otherwise. A render that fails, crashes or is silent scores `FAILED_LOSS`.
+Why silence fails: the distance normalises each clip's level, so silence costs only about the target's own
+spectral-convergence term (~1) and beat every sounding candidate on short hits (a hi-hat's search ended on a
+preset that renders nothing; research/benchmarks.md). A target is never silent (`inference.audio.prepare`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-FAILED_LOSS = 1e3  # what a candidate that cannot be rendered (or renders NaN) scores
+FAILED_LOSS = 1e3  # what a candidate that cannot be rendered (or renders NaN, or silence) scores
+SILENT_RMS = 1e-8  # a render quieter than this is silence (the level the distances leave unnormalised)
 
 
 class Objective:
-    """loss(preset) = mel MR-STFT distance between its render at `note` and the target. Renders go through a
+    """loss(preset) = `SearchDistance` between its render at `note` and the target. Renders go through a
     `RenderPool`; `scores` computes each loss in the pool's thread as its render arrives. Thread-safe.
 
     target: (samples,) mono at `render.sample_rate`. render: the base `datagen.render.RenderConfig` (a checkpoint's,
@@ -32,7 +37,7 @@ class Objective:
     `key_held` seconds (None: as `render` holds it, 3/4 of the target at most; `RenderConfig.for_clip`)."""
 
     def __init__(self, target: np.ndarray, *, note: int, render, key_held: float | None = None):
-        from datagen.distances import MelSTFTDistance
+        from datagen.distances import SearchDistance
 
         self.note = int(note)
         n = len(target)
@@ -41,13 +46,13 @@ class Objective:
         self.render_config = render.for_clip(seconds=n / sample_rate, key_held=key_held)
         self.target = np.asarray(target, np.float32)  # (n,)
         self.n = n
-        self._loss = MelSTFTDistance(sample_rate=sample_rate)
+        self._loss = SearchDistance(sample_rate=sample_rate)
 
     def distance(self, audio: np.ndarray) -> float:
         from datagen.features import fit_length
 
         x = fit_length(np.asarray(audio, np.float32), self.n)
-        if not np.isfinite(x).all():
+        if not np.isfinite(x).all() or np.sqrt(np.mean(np.square(x, dtype=np.float64))) < SILENT_RMS:
             return FAILED_LOSS
         loss = self._loss(x, self.target)
         return loss if np.isfinite(loss) else FAILED_LOSS
@@ -61,7 +66,7 @@ class Objective:
                            base=deterministic(base) if base is not None else None, then=then, labels=labels)
 
     def scores(self, presets, *, pool, base=None, labels=None) -> list[tuple[float, bool]]:
-        """(loss, failed) per preset; a render that fails or crashes scores FAILED_LOSS."""
+        """(loss, failed) per preset; a render that fails, crashes or is silent scores FAILED_LOSS."""
         out = []
         for r in self.renders(presets, pool=pool, base=base, labels=labels, then=self.distance):
             if not r.ok:

@@ -1,7 +1,8 @@
 """Refinement by listening: a registered search (`inference.search`) from one or more starts towards a clip.
 
-`refine(starts, target, ...)` builds the objective (`inference.objective`: mel MR-STFT at the clip's note and
-key-held time), opens a render pool unless one is given, and runs `config.search` for `config.evals` renders.
+`refine(starts, target, ...)` builds the objective (`inference.objective`: mel + short-window MR-STFT at the
+clip's note and key-held time), opens a render pool unless one is given, and runs `config.search` for
+`config.evals` renders.
 The result is never worse than the first start (nor than any start: every searcher renders them first).
 """
 

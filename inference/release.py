@@ -76,9 +76,9 @@ def detect_release(audio: np.ndarray, *, sample_rate: int) -> Release:
     onset = int(np.argmax(env > RELEASE_TOP_DB))
     fast_attack = peak - onset <= frames(FAST_ATTACK)
     a0, a1 = frames(0.06), frames(0.26)  # the level after a frame: the median over 60..260 ms after it
-    i = peak
+    i = start = peak  # the held level is read from `start` on: after a decay, not over it
     while i + a0 + frames(0.04) < n:
-        held = float(np.median(env[max(peak, i - frames(RELEASE_HELD_SECONDS)): i + 1]))
+        held = float(np.median(env[max(start, i - frames(RELEASE_HELD_SECONDS)): i + 1]))
         if held < RELEASE_TOP_DB:
             break
         after = float(np.median(env[i + a0: min(n, i + a1)]))
@@ -91,7 +91,9 @@ def detect_release(audio: np.ndarray, *, sample_rate: int) -> Release:
                 j = knee
                 while j + frames(0.1) < n and env[j] - env[j + frames(0.1)] > RELEASE_KNEE_DB:
                     j += 1
-                i = j + 1
+                # the held level from here on: a hi-hat falling 5 dB / 10 ms onto its noise floor was read as
+                # released at 0.13 s, its "held" level the median of its own fall
+                i = start = j + 1
                 continue
             return Release(seconds=max(0.0, float(times[knee]) - ENVELOPE_SMOOTH / 2), how="released")
         i += 1

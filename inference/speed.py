@@ -11,7 +11,7 @@
     with the prediction as its base (what refinement does) and without (every candidate loaded whole);
   each as renders/s and as a ratio to raw vita, all at the clip's note and key-held time (the pool's rates
   include computing each candidate's loss, raw vita's do not);
-- objective: the mel MR-STFT's time per candidate (single-threaded torch) and its share of a candidate's cost;
+- objective: the search distance's time per candidate (single-threaded torch) and its share of a candidate's cost;
 - refine: a whole `refine` at the default budget: wall time (pool start-up included) and renders/s.
 """
 

@@ -217,6 +217,19 @@ def test_refine_survives_segfaults_mid_search(task, registry, monkeypatch):
     assert r.preset is task[0]  # nothing beat the start: the start comes back
 
 
+def test_silence_scores_as_a_failed_render(task, pool):
+    """Each clip's level is normalised, so silence would cost only ~1 (the target's spectral convergence) and beat
+    every sounding candidate on a short hit; it fails instead. A quiet render is still a sound."""
+    start, audio = task
+    objective = Objective(audio, note=48, render=RenderConfig())
+    assert objective.distance(np.zeros_like(audio)) == FAILED_LOSS
+    assert objective.distance(np.full_like(audio, 1e-9)) == FAILED_LOSS
+    assert objective.distance(audio) < 0.05
+    assert objective.distance(1e-6 * audio) == pytest.approx(objective.distance(audio), abs=1e-3)
+    silent = start.with_values(osc_1_on=0, osc_2_on=0, osc_3_on=0, sample_on=0)  # nothing sounds
+    assert objective.scores([silent], pool=pool) == [(FAILED_LOSS, True)]
+
+
 def test_refine_timeout_stops_early(task, registry):
     r = refine_task(task, registry, evals=500, timeout=1e-6)
     assert r.evaluations == 1 and r.preset is task[0] and r.final_loss == r.initial_loss
@@ -287,6 +300,8 @@ def test_infer_writes_the_preset_and_json(clips, ckpt, tmp_path, registry):
     res = d["results"][0]
     assert res["output"] == str(out) and res["note"]["midi"] == 48 and res["note"]["name"] == "C3"
     assert res["refinement"] is None and set(res["timings"]) == {"prepare", "predict", "export"}
+    # saw_pluck released after 1.5 s (RenderConfig's default note length)
+    assert (res["held_to_end"], res["died_away"]) == (False, None) and res["key_held"] == pytest.approx(1.5, abs=0.05)
     assert len(res["parameters"]) == len(registry.params) == 452
     assert all(res["parameters"][p.name] == pytest.approx(back.raw(p.name, registry), rel=1e-6, abs=1e-6)
                for p in registry.params)

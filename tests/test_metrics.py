@@ -169,3 +169,25 @@ def test_bad_inputs(name, bad):
         METRICS[name](bad, np.zeros(100))
     with pytest.raises(ValueError):
         METRICS[name](np.zeros(100), bad)
+
+
+# ---- the search's distance (datagen.distances.SearchDistance; never a benchmark metric) ----------------------
+
+def _attack_pair():
+    """A 220 + 440 Hz tone with a 2 ms and a 30 ms linear attack, both decaying with a 0.3 s time constant."""
+    sr = 44100
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t)
+    return [(tone * np.minimum(t / a, 1.0) * np.exp(-t / 0.3)).astype(np.float32) for a in (0.002, 0.03)]
+
+
+def test_search_distance_is_the_mean_of_spectrum_and_envelope():
+    from datagen.distances import MelSTFTDistance, SearchDistance, ShortSTFTDistance
+
+    x, y = _attack_pair()
+    d = SearchDistance(sample_rate=44100)
+    mel, short = MelSTFTDistance(sample_rate=44100)(x, y), ShortSTFTDistance()(x, y)
+    assert d(x, y) == pytest.approx(0.5 * (mel + short), rel=1e-6)
+    assert (mel, short) == (pytest.approx(0.34255, abs=1e-4), pytest.approx(0.23615, abs=1e-4))  # golden
+    assert d(x, x) == 0.0 and d(3 * x, y) == pytest.approx(d(x, y), rel=1e-5)  # level-blind
+    assert d(np.roll(x, 2205), x) > d(y, x)  # 50 ms late is further than a slower attack

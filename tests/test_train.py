@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from datagen.console import ConfigError
 from datagen.features import FeatureConfig
 from datagen.generate import GenerateConfig, generate
 from datagen.render import RenderConfig
@@ -60,10 +61,23 @@ def test_gradient_accumulation_steps_once_per_window(tiny, tmp_path):
     (["--batch-size", "0"], "batch-size must be positive, got 0"),
     (["--lr", "0"], "lr must be positive, got 0.0"),
     (["--epochs", "-1"], "epochs must be positive, got -1"),
+    (["--precision", "fp16"], "'fp16' is not one of 'auto', 'bf16', 'fp32'"),
 ])
 def test_bad_configs(tiny, tmp_path, args, message):
     r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(tmp_path / "x"), *args])
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_precision():
+    """bf16 autocast where asked, or on "auto" on CUDA; float32 otherwise (a CPU trains no faster in bf16 here).
+    A bad value is refused by the config itself."""
+    from training.train import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("fp32", cuda) is None and autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("auto", cuda) is torch.bfloat16 and autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp32, got 'half'"):
+        TrainConfig(data=("x.h5",), output="o", precision="half")
 
 
 def test_missing_data_and_other_registry(tiny, tmp_path):

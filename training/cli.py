@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from datagen.console import CliError, ConfigError, Group, setup_logging
+from training.train import PRECISIONS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,9 +58,11 @@ def _default(name: str):
 @click.option("--max-batches-per-epoch", type=int, default=None, help="Cap batches per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/latest.pt.")
 @click.option("--wandb", is_flag=True, help="Also log to Weights & Biases (offline mode works).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
+              help="bf16 autocast or float32; auto: bf16 on CUDA, float32 on a CPU.")
 def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, weight_wavetable,
           weight_modulation, gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed,
-          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb):
+          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb, precision):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
     from datagen.wavetables import WavetableError
@@ -75,7 +78,8 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
             gradient_accumulation_steps=gradient_accumulation_steps,
             early_stopping_patience=early_stopping_patience, num_workers=num_workers, device=device, seed=seed,
             spec_augment=not no_spec_augment, pretrained=str(pretrained) if pretrained else None,
-            freeze_stages=freeze_stages, max_batches_per_epoch=max_batches_per_epoch, resume=resume, wandb=wandb)
+            freeze_stages=freeze_stages, max_batches_per_epoch=max_batches_per_epoch, resume=resume, wandb=wandb,
+            precision=precision)
         result = run(config)
     except (ConfigError, DatasetError, WavetableError, CheckpointError, BackboneError, FileNotFoundError) as e:
         raise CliError(str(e).splitlines()[0]) from None

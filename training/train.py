@@ -1,11 +1,12 @@
 """The trainer: `python -m training train` (one process) or `torchrun --nproc_per_node=N -m training train`.
 
 AdamW, linear warm-up then cosine decay stepped per optimizer update from the first one, gradient
-accumulation whose last partial window is scaled by its own size, gradient clipping, bf16 autocast on CUDA,
-SpecAugment, seeded shuffling per epoch (so a resumed run sees the same batches), `best.pt` and `latest.pt`
-written atomically every epoch, `--resume` from `latest.pt`, early stopping. Under torchrun: DDP (NCCL on
-GPU, gloo on CPU), DistributedSampler, validation sums all-reduced so metrics describe the whole validation
-set, and only rank 0 logs and saves (the unwrapped module).
+accumulation whose last partial window is scaled by its own size, gradient clipping, bf16 autocast (`precision`:
+on CUDA by default; on a CPU only when asked: research/benchmarks.md, "Training throughput"), validation in
+float32, SpecAugment, seeded shuffling per epoch (so a resumed run sees the same batches), `best.pt` and
+`latest.pt` written atomically every epoch, `--resume` from `latest.pt`, early stopping. Under torchrun: DDP
+(NCCL on GPU, gloo on CPU), DistributedSampler, validation sums all-reduced so metrics describe the whole
+validation set, and only rank 0 logs and saves (the unwrapped module).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None  # smoke runs and tests
     resume: bool = False
     wandb: bool = False
+    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 on CUDA, float32 on a CPU
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
@@ -64,6 +66,23 @@ class TrainConfig:
             raise ConfigError("weight-wavetable and weight-modulation must be >= 0")
         if not self.data:
             raise ConfigError("give at least one data set file")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_dtype(precision: str, device):
+    """torch.bfloat16 when `precision` (TrainConfig.precision) asks for bf16 autocast on `device`, else None
+    (float32). "auto": bf16 on CUDA, float32 on a CPU: on this project's 2-core AVX-512 BF16 CPU, bf16 made a
+    lone forward + backward 1.3x faster but the trainer no faster (70 vs 75 samples/s) and its validation loss a
+    little higher (research/benchmarks.md)."""
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def _distributed():
@@ -120,7 +139,10 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
         if world > 1 else model
     state = _resume(config, out / "latest.pt", model=model, optimizer=optimizer, scheduler=scheduler, rank=rank)
     run_log = _wandb(config, out) if config.wandb and main else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    dtype = autocast_dtype(config.precision, device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    if main:
+        log.info("training on %s in %s", device, "bf16 autocast" if dtype is not None else "float32")
 
     for epoch in range(state["epoch"] + 1, config.epochs):
         sampler = train_sampler
@@ -137,7 +159,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
                              config=config, bar=bar)
         bar.close()
         state["step"] += len(windows)
-        val = _validate(net, loss_fn, val_loader, device, world, autocast)
+        val = _validate(net, loss_fn, val_loader, device, world)
         row = _epoch_row(epoch, state["step"], lr=scheduler.get_last_lr()[0], stats=stats, val=val, world=world,
                          device=device)
         improved = _update_state(state, epoch, row)
@@ -383,7 +405,7 @@ def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batc
                     weight_modulation=trained.get("weight_modulation", 1.0))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
         collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations)))
-    return _validate(model, loss_fn, loader, torch.device("cpu"), 1, nullcontext())
+    return _validate(model, loss_fn, loader, torch.device("cpu"), 1)
 
 
 def _float(outputs: dict) -> dict:
@@ -392,16 +414,17 @@ def _float(outputs: dict) -> dict:
     return {k: f(v) for k, v in outputs.items()}
 
 
-def _validate(net, loss_fn, loader, device, world: int, autocast) -> dict:
+def _validate(net, loss_fn, loader, device, world: int) -> dict:
     """Mean over validation rows of every loss part, each row scored alone (the loss normalises by per-batch
     mask sums, so scoring whole batches would make the number depend on how rows are batched and sharded);
-    sums all-reduced across ranks, so the result describes the whole validation set."""
+    sums all-reduced across ranks, so the result describes the whole validation set. In float32 whatever the
+    training precision: val/* (and the choice of best.pt) mean the same for every run and for `validate`."""
     import torch
     import torch.distributed as dist
 
     net.eval()
     keys, totals = None, None
-    with torch.no_grad(), autocast:
+    with torch.no_grad():
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             # full modulation weight, so validation losses compare across the warm-up epochs

@@ -1,0 +1,79 @@
+"""A/B of search objectives on tuning clips: "score" presets none of whose clips is among the benchmark's 24
+(`benchmark --split score --max-clips 24 --seed 0`), held 1.5 s or 0.3 s, a seeded pick of N.
+
+    python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio]
+
+VARIANT: "search" (`datagen.distances.SearchDistance`, the objective), "mel" (`MelSTFTDistance` alone, the
+objective before 2026-12-02) or "wide" (mel + linear FFT 256 / 1024 / 4096). Appends one JSON line per clip
+(its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
+clip by clip. Results: research/benchmarks.md, "What the search listens to".
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def use_variant(name: str) -> None:
+    """Make `inference.objective.Objective` search on the distance `name` (it imports SearchDistance per call)."""
+    import datagen.distances as d
+
+    mel = d.MelSTFTDistance
+
+    class Mean(d.Distance):
+        def __init__(self, *parts):
+            self.parts = parts
+
+        def forward(self, input, target):
+            return sum(p(input, target) for p in self.parts) / len(self.parts)
+
+    variants = {"search": d.SearchDistance, "mel": mel,
+                "wide": lambda *, sample_rate: Mean(mel(sample_rate=sample_rate),
+                                                    d.ShortSTFTDistance(fft_sizes=(256, 1024, 4096)))}
+    d.SearchDistance = variants[name]
+
+
+def tuning_clips(pipeline, *, n: int, seed: int = 1):
+    from datagen.preset import shared_presets_dir
+    from inference.clips import list_clips
+
+    kw = dict(features=pipeline.features, render=pipeline.render, split="score")
+    folder = [shared_presets_dir()]
+    benchmark = {c.name.split("@")[0] for c in list_clips(folder, max_clips=24, seed=0, **kw)}
+    clips = [c for c in list_clips(folder, key_held=(1.5, 0.3), **kw) if c.name.split("@")[0] not in benchmark]
+    pick = np.random.default_rng(seed).choice(len(clips), size=min(n, len(clips)), replace=False)
+    return [clips[i] for i in sorted(pick)]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant", choices=["search", "mel", "wide"])
+    parser.add_argument("-n", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--method", default="proposals+portfolio")
+    args = parser.parse_args()
+    use_variant(args.variant)
+    from inference.benchmark import BenchmarkConfig, run_clip
+    from inference.predict import Pipeline
+    from inference.proposals import load_bank
+
+    pipeline, bank = Pipeline.from_checkpoint(None), load_bank(None)
+    config = BenchmarkConfig(methods=(args.method,), budgets=(args.budget,), seed=0)
+    out = Path("data/objective_ab") / f"{args.variant}_{args.method}_{args.budget}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["clip"] for line in out.read_text().splitlines()} if out.exists() else set()
+    for pending in tuning_clips(pipeline, n=args.n):
+        if pending.name in done or (clip := pending.build()) is None:
+            continue
+        t0 = time.time()
+        record = run_clip(clip, pipeline=pipeline, config=config, bank=bank)["records"][0]
+        with out.open("a") as f:
+            f.write(json.dumps({"clip": clip.name, **record}) + "\n")
+        print(clip.name, {k: round(v, 3) for k, v in record["metrics"].items()}, f"{time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
