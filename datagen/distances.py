@@ -81,6 +81,11 @@ class LinearSTFTDistance(_MultiResolutionSTFT):
         super().__init__(fft_sizes=fft_sizes, dtype=np.float64, level=dict(rms_db=0.0, floor=1e-8))
 
 
+# The level both search distances normalise clips to: RMS 0.1 (-20 dB) in float32; a clip under RMS 1e-8 is
+# silence and left as it is (inference.objective fails such a render).
+SEARCH_LEVEL = dict(rms_db=-20.0, floor=1e-8, silence="keep")
+
+
 class MelSTFTDistance(_MultiResolutionSTFT):
     """Refinement's objective: auraloss' MR-STFT on a mel scale, FFT 1024 / 2048 / 4096 (23-93 ms at 44.1 kHz),
     no perceptual weighting, power floor `POWER_FLOOR`. Clips in float32, normalised to RMS 0.1 (-20 dB); a
@@ -96,20 +101,19 @@ class MelSTFTDistance(_MultiResolutionSTFT):
     POWER_FLOOR = 1e-4
 
     def __init__(self, *, sample_rate: int, fft_sizes=FFT_SIZES, n_mels: int = MEL_BINS, eps: float = POWER_FLOOR):
-        super().__init__(fft_sizes=fft_sizes, dtype=np.float32, level=dict(rms_db=-20.0, floor=1e-8, silence="keep"),
+        super().__init__(fft_sizes=fft_sizes, dtype=np.float32, level=SEARCH_LEVEL,
                          scale="mel", n_bins=n_mels, sample_rate=sample_rate, perceptual_weighting=False, eps=eps)
 
 
 class ShortSTFTDistance(_MultiResolutionSTFT):
     """auraloss' MR-STFT on a linear frequency scale at short windows, FFT 128 / 256 / 512 (3-12 ms at 44.1 kHz):
-    the attack, the decay and the release, which `MelSTFTDistance`'s 23-93 ms windows blur. Level and power floor
-    as `MelSTFTDistance`'s (float32, RMS 0.1, |X|^2 >= 1e-4)."""
+    the attack, the decay and the release, which `MelSTFTDistance`'s 23-93 ms windows blur. Level (`SEARCH_LEVEL`)
+    and power floor as `MelSTFTDistance`'s (float32, RMS 0.1, |X|^2 >= 1e-4)."""
 
     FFT_SIZES = (128, 256, 512)  # samples; hop = size // 4, window = size
 
     def __init__(self, *, fft_sizes=FFT_SIZES, eps: float = MelSTFTDistance.POWER_FLOOR):
-        super().__init__(fft_sizes=fft_sizes, dtype=np.float32, level=dict(rms_db=-20.0, floor=1e-8, silence="keep"),
-                         eps=eps)
+        super().__init__(fft_sizes=fft_sizes, dtype=np.float32, level=SEARCH_LEVEL, eps=eps)
 
 
 class SearchDistance(Distance):

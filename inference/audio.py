@@ -144,11 +144,12 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
     note = detect_note(audio, sample_rate=sr)
     if note.message:
         messages.append(note.message)
+    duration = len(audio) / sr  # seconds
     release = detect_release(audio, sample_rate=sr)
     held_to_end = release.how == "held"
     died_away = release.seconds if release.how == "died away" else None  # s
     # s; a note that died away is rendered held to the end too, so candidates must die away on their own
-    key_held = release.seconds if release.how == "released" else min(len(audio) / sr, features.duration)
+    key_held = release.seconds if release.how == "released" else min(duration, features.duration)
     if held_to_end:
         messages.append("held to the end")
     elif died_away is not None:
@@ -161,7 +162,6 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
     if features.target_rms_db is not None:
         audio = normalise_rms(audio, rms_db=features.target_rms_db, floor=0.0)  # float64; silence refused above
-    duration = len(audio) / sr  # seconds
     truncated = len(audio) > features.n_samples
     if truncated:
         messages.append(f"clip is {duration:.2f} s, the model hears the first {features.duration:.2f} s")

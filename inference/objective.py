@@ -22,10 +22,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from datagen.distances import SEARCH_LEVEL
+
 log = logging.getLogger(__name__)
 
 FAILED_LOSS = 1e3  # what a candidate that cannot be rendered (or renders NaN, or silence) scores
-SILENT_RMS = 1e-8  # a render quieter than this is silence (the level the distances leave unnormalised)
+SILENT_RMS = SEARCH_LEVEL["floor"]  # a render quieter than this is silence (the distances leave it unnormalised)
 
 
 class Objective:
