@@ -162,6 +162,8 @@ def _handler(config: GenerateConfig):
 
     registry = load_registry()
     catalog = config.catalog()
+    # the parent read the same presets and reported what they hold that we ignore, once; not once per worker
+    logging.getLogger("datagen.preset").setLevel(logging.ERROR)
     sampler = config.sampler(registry, catalog)
     renderer = Renderer(config.render, registry=registry)
 

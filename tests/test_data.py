@@ -73,3 +73,12 @@ def test_refuses_other_registry_and_mixed_tiers(tiny, tmp_path):
         PresetDataset(tmp_path / "missing.h5")
     with pytest.raises(DatasetError, match="split must be one of"):
         PresetDataset(tiny, split="dev")
+
+
+def test_batched_reads_equal_row_reads(tiny):
+    """What DataLoader fetches through __getitems__ (one read per file and field) is each row's __getitem__, in
+    the asked order, across two files and with a row asked twice."""
+    ds = PresetDataset([tiny, tiny], split=None)
+    order = [30, 3, 0, 47, 3, 12]
+    for a, b in zip(ds.__getitems__(order), [ds[i] for i in order]):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -399,3 +399,25 @@ def test_varied_params_covers_every_control_the_sampler_changes(registry, tier):
     constant_zero = {f"osc_{i}_random_phase" for i in (1, 2, 3)}  # set to 0 in every preset: one value, not varied
     assert changed - constant_zero <= varied_params(tier, registry)
     assert len(changed & varied_params(tier, registry)) > 0.9 * len(varied_params(tier, registry))
+
+
+def test_masked_cross_entropy_equals_one_cross_entropy_per_head():
+    """All heads in one padded log-softmax: the value and gradients of F.cross_entropy head by head (sizes from
+    2 to the 128-class limit), masked; an out-of-range class is an error, not a silent -inf."""
+    from training.heads.base import masked_cross_entropy
+
+    torch.manual_seed(0)
+    sizes = [2, 5, 128, 3]
+    logits = [torch.randn(6, n, requires_grad=True) for n in sizes]
+    targets = torch.stack([torch.randint(0, n, (6,)) for n in sizes], dim=1)
+    mask = (torch.rand(6, 4) > 0.3).float()
+    fast = masked_cross_entropy(logits, targets, mask, smoothing=0.1)
+    ce = torch.stack([F.cross_entropy(z, targets[:, i], label_smoothing=0.1, reduction="none")
+                      for i, z in enumerate(logits)], dim=1)
+    slow = (mask * ce).sum() / mask.sum()
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(fast, logits), torch.autograd.grad(slow, logits)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert masked_cross_entropy([], targets[:, :0], mask[:, :0], smoothing=0.1).item() == 0.0
+    with pytest.raises(ValueError, match="out of range"):
+        masked_cross_entropy(logits, targets.clone().index_fill_(1, torch.tensor([0]), 2), mask, smoothing=0.1)

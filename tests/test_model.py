@@ -236,3 +236,21 @@ def test_load_pretrained_backbone_rejects_bad_files(config, tmp_path):
     assert torch.equal(model.backbone.layer1[0].conv1.weight, before)  # nothing half-loaded
     with pytest.raises(FileNotFoundError, match="no pretrained backbone file at .*never downloaded"):
         load_pretrained_backbone(model, tmp_path / "absent.pth")
+
+
+def test_categorical_heads_are_one_linear_each_computed_together(model):
+    """The categorical head multiplies once by all its parameters' weights, but its output is each Linear's, and
+    its weights keep one name per parameter (the checkpoint format)."""
+    head = model.categorical
+    feat = torch.randn(3, 512)
+    head.eval()
+    try:
+        with torch.no_grad():
+            together = head(feat)
+            alone = [lin(feat) for lin in head.heads]
+    finally:
+        head.train()
+    assert [tuple(z.shape) for z in together] == [(3, n) for n in head.sizes]
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert "categorical.heads.0.weight" in model.state_dict()

@@ -78,7 +78,7 @@ def test_bad_configs(bases, registry):
         Perturber([], registry=registry)
 
 
-def test_generate_perturb_from_uses_only_the_build_half(tmp_path, registry):
+def test_generate_perturb_from_uses_only_the_build_half(tmp_path, registry, capfd):
     require_shared_presets()
     folder = tmp_path / "presets"
     build = shared_split("build")[:2]
@@ -97,6 +97,9 @@ def test_generate_perturb_from_uses_only_the_build_half(tmp_path, registry):
     assert result.exit_code == 0, result.output
     with h5py.File(out, "r") as f:
         assert f.attrs["tier"] == 0 and len(f["midi_note"]) == 4
+    # a preset's ignored controls are reported once, by the command, not again by each render worker
+    said = result.output + capfd.readouterr().err
+    assert said.count(f"{build[0].name}: ignored") == 1, said
     build_names = {read_vital(p, registry=registry).name for p in build}
     perturber = Perturber([read_vital(p, registry=registry) for p in build], registry=registry)
     assert {perturber.sample(i).name.split(" perturbed")[0] for i in range(4)} == build_names

@@ -78,13 +78,31 @@ class PresetDataset:
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        k, row = self.index[i]
+        f = self._open()[k]
+        return {name: f[name][row] for name in ROW_FIELDS}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, np.ndarray]]:
+        """The rows of a whole batch (what DataLoader asks for when a dataset has this method): one read per
+        file and field, in row order, so a compressed chunk of mels is decompressed once per batch, not once
+        per row, and each field is one h5py call (per-row reads took ~1.4x as long)."""
+        files = self._open()
+        where = self.index[np.asarray(indices, dtype=np.int64)]  # (n, 2): file, row
+        items: list[dict | None] = [None] * len(where)
+        for k in np.unique(where[:, 0]):
+            mine = np.flatnonzero(where[:, 0] == k)
+            rows, inverse = np.unique(where[mine, 1], return_inverse=True)  # h5py wants increasing rows
+            fields = {name: files[k][name][rows] for name in ROW_FIELDS}
+            for j, at in zip(inverse, mine):
+                items[at] = {name: v[j] for name, v in fields.items()}
+        return items
+
+    def _open(self) -> list:
         if self._files is None:
             import h5py
 
             self._files = [h5py.File(p, "r") for p in self.paths]
-        k, row = self.index[i]
-        f = self._files[k]
-        return {name: f[name][row] for name in ROW_FIELDS}
+        return self._files
 
     def __getstate__(self) -> dict:  # DataLoader workers reopen the files themselves
         return {**self.__dict__, "_files": None}

@@ -1,6 +1,6 @@
 """The trainer: `python -m training train` (one process) or `torchrun --nproc_per_node=N -m training train`.
 
-AdamW, linear warm-up then cosine decay stepped per optimizer update from the first one, gradient
+AdamW (fused), linear warm-up then cosine decay stepped per optimizer update from the first one, gradient
 accumulation whose last partial window is scaled by its own size, gradient clipping, bf16 autocast (`precision`:
 on CUDA by default; on a CPU only when asked: research/benchmarks.md, "Training throughput"), validation in
 float32, SpecAugment, seeded shuffling per epoch (so a resumed run sees the same batches), `best.pt` and
@@ -75,9 +75,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 def autocast_dtype(precision: str, device):
     """torch.bfloat16 when `precision` (TrainConfig.precision) asks for bf16 autocast on `device`, else None
-    (float32). "auto": bf16 on CUDA, float32 on a CPU: on this project's 2-core AVX-512 BF16 CPU, bf16 made a
-    lone forward + backward 1.3x faster but the trainer no faster (70 vs 75 samples/s) and its validation loss a
-    little higher (research/benchmarks.md)."""
+    (float32). "auto": bf16 on CUDA, float32 on a CPU, where bf16 is fast only with native support (on this
+    project's AVX-512 BF16 CPU, batch 64: ~100 vs ~75 samples/s, research/benchmarks.md) and torch cannot tell
+    native from emulated; ask for it there."""
     import torch
 
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
@@ -132,7 +132,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     warmup_steps = int(round(config.warmup_epochs * len(windows)))
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for all ~380 parameter tensors (the per-tensor loop was ~10% of a CPU step)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup_steps=warmup_steps, total_steps=total_steps))
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \

@@ -3,12 +3,12 @@ ratios; cross-entropy, draws, mode votes and one-hot constants for the class hea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +73,37 @@ def choose(probs: np.ndarray, rng: np.random.Generator | None) -> int:
 
 def masked_cross_entropy(logits, targets: torch.Tensor, mask: torch.Tensor, *, smoothing: float) -> torch.Tensor:
     """Label-smoothed CE of k class heads, summed over unmasked (row, head) pairs / their count.
-    logits: k tensors (B, n_classes_i); targets (B, k) class indices; mask (B, k) float 0/1."""
-    ce = torch.stack([F.cross_entropy(z, targets[:, i].long(), label_smoothing=smoothing, reduction="none")
-                      for i, z in enumerate(logits)], dim=1)  # (B, k)
+    logits: k tensors (B, n_classes_i); targets (B, k) class indices; mask (B, k) float 0/1.
+
+    F.cross_entropy's value, computed for all k heads at once: the logits are laid into one (B, k, max n)
+    tensor padded with -inf, so a step costs a handful of ops instead of ~6 per head (157 categorical heads
+    made the loss and its backward ~10% of a CPU training step)."""
+    sizes = tuple(int(z.shape[1]) for z in logits)
+    if not sizes:
+        return mask.new_zeros(())
+    targets = targets.long()
+    if targets.shape[1] != len(sizes) or bool((targets < 0).any()) or bool(
+            (targets >= targets.new_tensor(sizes)).any()):
+        raise ValueError(f"class targets out of range for heads of {sizes} classes")
+    flat = torch.cat(logits, dim=1)  # (B, sum n_i)
+    b, k, width = flat.shape[0], len(sizes), max(sizes)
+    positions, valid = _padded_layout(sizes, flat.device)  # (sum n_i,) into k * width; (k, width) bool
+    padded = flat.new_full((b, k * width), float("-inf")).index_copy(1, positions, flat).view(b, k, width)
+    logp = padded.log_softmax(dim=-1)  # (B, k, width); -inf on the padding
+    picked = logp.gather(2, targets[..., None]).squeeze(2)  # (B, k)
+    n = valid.sum(1).to(logp.dtype)  # (k,) classes per head
+    smooth = torch.where(valid, logp, logp.new_zeros(())).sum(-1) / n  # (B, k) mean log-probability
+    ce = -(1.0 - smoothing) * picked - smoothing * smooth
     return (mask * ce).sum() / mask.sum().clamp_min(1.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _padded_layout(sizes: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each of the concatenated logits of heads of `sizes` classes goes in a (k, max size) grid, flattened;
+    and which cells of that grid are classes (not padding)."""
+    width = max(sizes)
+    valid = torch.arange(width)[None, :] < torch.tensor(sizes)[:, None]  # (k, width)
+    return valid.flatten().nonzero().squeeze(1).to(device), valid.to(device)
 
 
 class Votes:
