@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.atomic import atomic_path
-from datagen.features import FeatureConfig
+from datagen.features import FeatureConfig, rms
 from datagen.render import RenderConfig
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def build(output: str | Path, config: BankConfig = BankConfig(), *, workers: int
             hashes = [preset_hash(p, registry, catalog) for p in presets]
             for note in config.notes:
                 for i, p, h, r in zip(indices, presets, hashes, pool.render(presets, note=note, config=config.render)):
-                    if not r.ok or float(np.sqrt(np.mean(r.audio.astype(np.float64) ** 2))) < 1e-5:
+                    if not r.ok or rms(r.audio) < 1e-5:
                         continue  # failed or silent at this note: no entry
                     rows["tier"].append(tier)
                     rows["index"].append(i)

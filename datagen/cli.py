@@ -58,6 +58,7 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
     import soundfile as sf
 
     from datagen.atomic import atomic_path
+    from datagen.features import rms
     from datagen.isolation import IsolatedRenderer, RenderCrash
     from datagen.preset import PresetError, read_vital
     from datagen.render import RenderError
@@ -79,8 +80,7 @@ def render(preset_path: Path, output: Path, note: int, velocity: float, note_len
     with atomic_path(output) as tmp:
         sf.write(str(tmp), audio.T if stereo else audio, sample_rate, subtype="FLOAT")
     peak = float(np.abs(audio).max())
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    click.echo(f"wrote {output} ({length:g} s, note {note}, peak {peak:.3f}, rms {rms:.4f})")
+    click.echo(f"wrote {output} ({length:g} s, note {note}, peak {peak:.3f}, rms {rms(audio.ravel()):.4f})")
 
 
 def _check_folder(folder: Path | None, option: str) -> None:

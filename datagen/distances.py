@@ -123,9 +123,9 @@ class SearchDistance(Distance):
     24, proposals+portfolio at 200 renders ended 0.750x closer by mss with the short windows added (loudness
     envelope 0.569x; better on 7 of 10); FFT 256 / 1024 / 4096 linear instead gained nothing (1.004x)."""
 
-    def __init__(self, *, sample_rate: int):
+    def __init__(self, *, sample_rate: int, envelope_fft_sizes=ShortSTFTDistance.FFT_SIZES):
         self.spectrum = MelSTFTDistance(sample_rate=sample_rate)
-        self.envelope = ShortSTFTDistance()
+        self.envelope = ShortSTFTDistance(fft_sizes=envelope_fft_sizes)
 
     def forward(self, input, target) -> float:
         return 0.5 * (self.spectrum(input, target) + self.envelope(input, target))

@@ -152,6 +152,14 @@ def fit_length(audio, n_samples: int):
     return F.pad(audio, (0, pad))
 
 
+def rms(audio: np.ndarray, *, keepdims: bool = False) -> np.ndarray | float:
+    """Root mean square of numpy `audio` along its last axis, accumulated in float64: a float for one clip
+    (1-D), else an array (..., ) or (..., 1) with `keepdims`. The one RMS: level checks, loudness normalising
+    (`normalise_rms`), the data set's rejection rule and the search's silence test all read it."""
+    r = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1, keepdims=keepdims))
+    return float(r) if r.ndim == 0 else r
+
+
 def normalise_rms(audio, *, rms_db: float, floor: float, silence: str = "clamp"):
     """`audio` scaled along its last axis to an RMS of `rms_db` dB re full scale (-20: RMS 0.1). The one
     loudness normaliser: `log_mel`, inference's clip (`inference.audio.prepare`) and every distance of
@@ -167,14 +175,14 @@ def normalise_rms(audio, *, rms_db: float, floor: float, silence: str = "clamp")
         raise ValueError(f"silence must be 'clamp' or 'keep', got {silence!r}")
     gain = 10 ** (rms_db / 20)  # linear RMS wanted
     if isinstance(audio, np.ndarray):
-        rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1, keepdims=True))  # (..., 1)
-        rms = np.maximum(rms, floor) if silence == "clamp" else np.where(rms < floor, gain, rms)  # keep: scale 1
-        return (audio * (gain / rms)).astype(audio.dtype, copy=False)
+        level = rms(audio, keepdims=True)  # (..., 1) float64
+        level = np.maximum(level, floor) if silence == "clamp" else np.where(level < floor, gain, level)  # keep: x1
+        return (audio * (gain / level)).astype(audio.dtype, copy=False)
     import torch
 
-    rms = audio.pow(2).mean(dim=-1, keepdim=True).sqrt()  # (..., 1)
-    rms = rms.clamp_min(floor) if silence == "clamp" else torch.where(rms < floor, gain, rms)
-    return audio * (gain / rms)
+    level = audio.pow(2).mean(dim=-1, keepdim=True).sqrt()  # (..., 1)
+    level = level.clamp_min(floor) if silence == "clamp" else torch.where(level < floor, gain, level)
+    return audio * (gain / level)
 
 
 def log_mel(audio, config: FeatureConfig = FeatureConfig()):

@@ -29,7 +29,7 @@ import numpy as np
 from datagen.console import ConfigError
 from datagen.dataset import (TIER_REAL, DatasetError, Manifest, from_pcm, labels_of, preset_rows, read_attrs,
                              run_manifest, to_pcm, write_h5)
-from datagen.features import FeatureConfig
+from datagen.features import FeatureConfig, rms
 from datagen.perturb import PerturbConfig
 from datagen.render import RenderConfig
 from datagen.sampler import SamplerConfig
@@ -135,7 +135,7 @@ class Stats:
 
 def level(audio: np.ndarray) -> dict[str, np.ndarray]:
     """Per-note RMS and peak of (notes, samples) audio, float32."""
-    return {"rms": np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1)).astype(np.float32),
+    return {"rms": np.asarray(rms(audio), dtype=np.float32),
             "peak": np.abs(audio).max(axis=-1).astype(np.float32)}
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.features import FeatureConfig, fit_length, normalise_rms
+from datagen.features import FeatureConfig, fit_length, normalise_rms, rms
 from datagen.features import prepare as clip_prepare  # inference.audio.prepare reads a file; this one an array
 from inference.pitch import Note, detect_note
 from inference.release import detect_release
@@ -157,8 +157,7 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
                         f"are rendered held {key_held:.2f} s)")
     else:
         messages.append(f"key held {key_held:.2f} s")
-    rms = float(np.sqrt(np.mean(audio**2)))
-    if rms == 0.0:
+    if rms(audio) == 0.0:
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
     if features.target_rms_db is not None:
         audio = normalise_rms(audio, rms_db=features.target_rms_db, floor=0.0)  # float64; silence refused above

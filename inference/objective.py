@@ -51,10 +51,10 @@ class Objective:
         self._loss = SearchDistance(sample_rate=sample_rate)
 
     def distance(self, audio: np.ndarray) -> float:
-        from datagen.features import fit_length
+        from datagen.features import fit_length, rms
 
         x = fit_length(np.asarray(audio, np.float32), self.n)
-        if not np.isfinite(x).all() or np.sqrt(np.mean(np.square(x, dtype=np.float64))) < SILENT_RMS:
+        if not np.isfinite(x).all() or rms(x) < SILENT_RMS:
             return FAILED_LOSS
         loss = self._loss(x, self.target)
         return loss if np.isfinite(loss) else FAILED_LOSS

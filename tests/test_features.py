@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from datagen.features import FeatureConfig, fit_length, log_mel, mel_filterbank, normalise_rms
+from datagen.features import FeatureConfig, fit_length, log_mel, mel_filterbank, normalise_rms, rms
 
 
 def test_filterbank_equals_librosa():
@@ -120,3 +120,15 @@ def test_a_stored_mel_is_what_inference_hears_from_the_rows_wav(tmp_path):
         sf.write(wav, audio[k], config.features.sample_rate, subtype="PCM_16")  # the stored int16, unchanged
         heard = log_mel(prepare(wav, features=config.features).audio, config.features)
         np.testing.assert_allclose(heard, mel[k], atol=0.02, rtol=2e-3)  # float16: 1/128 at |mel| in 8..16
+
+
+def test_rms_closed_forms():
+    """The one RMS: a full-scale sine's is 1/sqrt(2), a float for one clip, per row (or keepdims) for several,
+    accumulated in float64 (a float32 clip of 1e-20 does not underflow to 0)."""
+    t = np.arange(44100) / 44100
+    sine = np.sin(2 * np.pi * 441 * t)
+    assert isinstance(rms(sine), float) and rms(sine) == pytest.approx(2 ** -0.5, rel=1e-9)
+    rows = np.stack([sine, 0.5 * sine, np.zeros_like(sine)])
+    np.testing.assert_allclose(rms(rows), [2 ** -0.5, 0.5 * 2 ** -0.5, 0.0], rtol=1e-9)
+    assert rms(rows, keepdims=True).shape == (3, 1)
+    assert rms(np.full(64, 1e-20, np.float32)) == pytest.approx(1e-20, rel=1e-6)

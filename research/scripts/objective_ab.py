@@ -19,20 +19,12 @@ import numpy as np
 
 def use_variant(name: str) -> None:
     """Make `inference.objective.Objective` search on the distance `name` (it imports SearchDistance per call)."""
+    from functools import partial
+
     import datagen.distances as d
 
-    mel = d.MelSTFTDistance
-
-    class Mean(d.Distance):
-        def __init__(self, *parts):
-            self.parts = parts
-
-        def forward(self, input, target):
-            return sum(p(input, target) for p in self.parts) / len(self.parts)
-
-    variants = {"search": d.SearchDistance, "mel": mel,
-                "wide": lambda *, sample_rate: Mean(mel(sample_rate=sample_rate),
-                                                    d.ShortSTFTDistance(fft_sizes=(256, 1024, 4096)))}
+    variants = {"search": d.SearchDistance, "mel": d.MelSTFTDistance,
+                "wide": partial(d.SearchDistance, envelope_fft_sizes=(256, 1024, 4096))}
     d.SearchDistance = variants[name]
 
 
