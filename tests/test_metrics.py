@@ -13,6 +13,7 @@ from inference.metrics import (
     loudness_l1,
     multiscale_spectral_distance,
     normalise,
+    paired_ratio_ci,
     score,
 )
 
@@ -160,6 +161,19 @@ def test_bootstrap_ci_edge_cases():
     assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("mean", "low", "high"))
     assert bootstrap_ci([])["n"] == 0
     assert bootstrap_ci([0.7]) == {"mean": 0.7, "low": 0.7, "high": 0.7, "n": 1}
+
+
+def test_paired_ratio_ci():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]
+    # a = b / 2 on every clip: every resample has ratio 0.5
+    assert paired_ratio_ci(a, b) == {"ratio": 0.5, "low": 0.5, "high": 0.5, "n": 4, "lower": 4}
+    r = paired_ratio_ci([1.0, 3.0, 2.0], [2.0, 2.0, 2.0])
+    assert r["ratio"] == 1.0 and r["lower"] == 1 and r["low"] < 1.0 < r["high"]
+    assert paired_ratio_ci([1.0, 3.0, 2.0], [2.0, 2.0, 2.0]) == r  # seeded
+    with pytest.raises(ValueError, match="equal non-zero lengths"):
+        paired_ratio_ci([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="equal non-zero lengths"):
+        paired_ratio_ci([], [])
 
 
 @pytest.mark.parametrize("name", list(METRICS))

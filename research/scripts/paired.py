@@ -8,9 +8,7 @@ e.g. python research/scripts/paired.py data/r15/sound_shipped/clips.jsonl networ
 import json
 import sys
 
-import numpy as np
-
-METRICS = ("mss", "lsd", "mfcc_l1", "loudness_l1")
+from inference.metrics import METRICS, paired_ratio_ci
 
 
 def scores(path: str, spec: str) -> dict[str, dict]:
@@ -25,19 +23,15 @@ def scores(path: str, spec: str) -> dict[str, dict]:
     return out
 
 
-def main(a_path: str, a_spec: str, b_path: str, b_spec: str, n: int = 2000) -> None:
+def main(a_path: str, a_spec: str, b_path: str, b_spec: str) -> None:
     a, b = scores(a_path, a_spec), scores(b_path, b_spec)
     clips = sorted(set(a) & set(b))
-    picks = np.random.default_rng(0).integers(0, len(clips), size=(n, len(clips)))
     print(f"{a_spec} ({a_path}) / {b_spec} ({b_path}), {len(clips)} clips in both")
     for m in METRICS:
-        x = np.array([a[c][m] for c in clips])
-        y = np.array([b[c][m] for c in clips])
-        ratios = x[picks].mean(1) / y[picks].mean(1)
-        low, high = np.quantile(ratios, [0.025, 0.975])
-        print(f"  {m:12s} {x.mean():8.3f} / {y.mean():8.3f} = {x.mean() / y.mean():.3f} [{low:.3f}, {high:.3f}], "
-              f"lower on {int((x < y).sum())} of {len(clips)}")
-
+        x, y = [a[c][m] for c in clips], [b[c][m] for c in clips]
+        r = paired_ratio_ci(x, y)
+        print(f"  {m:12s} {sum(x) / len(x):8.3f} / {sum(y) / len(y):8.3f} = {r['ratio']:.3f} [{r['low']:.3f}, "
+              f"{r['high']:.3f}], lower on {r['lower']} of {len(clips)}")
 
 if __name__ == "__main__":
     if len(sys.argv) != 5:

@@ -30,17 +30,22 @@ class CategoricalHeads(nn.Module):
             self.trunk = nn.Dropout(dropout)
             head_in = in_dim
         self.heads = nn.ModuleList(nn.Linear(head_in, n) for n in classes)
-        self.sizes = tuple(int(n) for n in classes)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Classes of each head, in order."""
+        return tuple(head.out_features for head in self.heads)
 
     def forward(self, feat: torch.Tensor) -> list[torch.Tensor]:
         h = self.trunk(feat)
-        if not self.sizes:
+        sizes = self.sizes
+        if not sizes:
             return []
         # one matrix product for every parameter (157 small ones were a visible share of a CPU step); the
         # weights stay one Linear per parameter, so checkpoints keep their names
         weight = torch.cat([head.weight for head in self.heads])  # (sum n_i, head_in)
         bias = torch.cat([head.bias for head in self.heads])
-        return list(torch.nn.functional.linear(h, weight, bias).split(self.sizes, dim=1))
+        return list(torch.nn.functional.linear(h, weight, bias).split(sizes, dim=1))
 
 
 def build(config, in_dim: int) -> CategoricalHeads:
