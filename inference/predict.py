@@ -64,6 +64,7 @@ class Pipeline:
         self.predicted_categorical = tuple(model.config.predicted_categorical)
         n = len(self.registry.continuous)
         self.importance = np.asarray(ckpt.get("importance") or np.ones(n), np.float64)  # (n_continuous,)
+        self.pos_weight = parts.loss.modulation_pos_weight  # how decoding reads the presence logits
         self.baseline = ckpt.get("baseline")  # training.baseline's constant, as the trainer stored it (or None)
 
     @classmethod
@@ -97,7 +98,8 @@ class Pipeline:
                    else v.expand(n, *v.shape[1:]) for k, v in outputs.items()}
         rng = np.random.default_rng(seed)
         return [d.preset for d in decode(outputs, registry=self.registry, catalog=self.catalog,
-                                         predicted_categorical=self.predicted_categorical, rng=rng, jitter=jitter)]
+                                         predicted_categorical=self.predicted_categorical,
+                                         pos_weight=self.pos_weight, rng=rng, jitter=jitter)]
 
     def mean_preset(self):
         """The constant the network must beat: the predict-the-mean outputs of its training data
@@ -134,7 +136,8 @@ class Pipeline:
         with torch.inference_mode():
             outputs = self.model(torch.from_numpy(mel)[None, None].to(self.device))
         d = decode(outputs, registry=self.registry, catalog=self.catalog,
-                   predicted_categorical=self.predicted_categorical, threshold=threshold)[0]
+                   predicted_categorical=self.predicted_categorical, threshold=threshold,
+                   pos_weight=self.pos_weight)[0]
         return Prediction(preset=d.preset, note=target.note, confidence=d.confidence,
                           wavetable_confidence=d.wavetable_confidence, modulation_confidence=d.modulation_confidence,
                           mel=mel, seconds=time.perf_counter() - t0)

@@ -89,3 +89,22 @@ def test_a_missing_or_corrupt_render_config_is_one_line(render_config, fragment,
         contents(ckpt, tmp_path / "c.pt")
     line = str(e.value)
     assert line.startswith(f"{tmp_path / 'c.pt'}: ") and fragment in line and "\n" not in line, line
+
+
+def test_the_loss_config_travels_with_the_checkpoint(tiny_checkpoint, tmp_path):
+    """The trainer stores its LossConfig; decoding reads the presence pos_weight from it. A checkpoint from before
+    it was stored reads the defaults (pos_weight was never an option); a corrupt one is one line."""
+    from training.checkpoint import contents, slim
+    from training.losses import LossConfig
+
+    ckpt = load(tiny_checkpoint)
+    assert ckpt["loss_config"]["modulation_pos_weight"] == LossConfig().modulation_pos_weight == 100.0
+    assert contents(ckpt, tiny_checkpoint).loss == contents(slim(ckpt), tiny_checkpoint).loss
+    assert contents(_parts(), tmp_path / "c.pt").loss == LossConfig()
+    four = contents(_parts(loss_config={"modulation_pos_weight": 4.0}), tmp_path / "c.pt")
+    assert four.loss.modulation_pos_weight == 4.0
+    for bad, fragment in (({"pos_weight": 3}, "unexpected keyword argument 'pos_weight'"),
+                          ({"modulation_pos_weight": 0.0}, "modulation_pos_weight 0.0 is not > 0"), ([1], "")):
+        with pytest.raises(CheckpointError) as e:
+            contents(_parts(loss_config=bad), tmp_path / "c.pt")
+        assert "corrupt loss_config (" in str(e.value) and fragment in str(e.value) and "\n" not in str(e.value)

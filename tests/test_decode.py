@@ -203,3 +203,34 @@ def test_decoded_preset_round_trips_and_vita_renders_it(registry, catalog, mc):
     audio = Renderer(registry=registry).render(preset, note=60)  # RenderError if vita refused the JSON
     assert audio.shape == (88200,) and np.isfinite(audio).all()
     assert init_preset(registry).modulations == ()  # the base carries no routes: all four came from the heads
+
+
+def test_presence_probability_undoes_the_pos_weight_bce_bias():
+    """BCE weighting positives by w is minimised at sigmoid(z) = w p / (w p + 1 - p); presence_probability maps
+    that minimiser back to p (closed form: z* = log(w p / (1 - p)))."""
+    from training.heads.modulation import presence_probability
+
+    w, p = 100.0, 0.2
+    z = torch.linspace(0.0, 6.0, 60001, dtype=torch.float64)  # step 1e-4
+    loss = -(w * p * torch.nn.functional.logsigmoid(z) + (1 - p) * torch.nn.functional.logsigmoid(-z))
+    z_star = float(z[torch.argmin(loss)])
+    assert z_star == pytest.approx(math.log(w * p / (1 - p)), abs=2e-4)  # log 25
+    assert float(presence_probability(z_star, w)) == pytest.approx(p, abs=1e-4)
+    assert float(presence_probability(math.log(w), w)) == pytest.approx(0.5)
+    assert presence_probability(np.array([-2.0, 0.0, 3.0]), 1.0) == pytest.approx([sigmoid(-2), 0.5, sigmoid(3)])
+
+
+def test_pos_weight_reads_presence_as_probability(registry, catalog, mc):
+    """With pos_weight w a cell is routed at logit >= log w (probability 0.5), and its confidence is
+    sigmoid(logit - log w): logit 3 (sigmoid 0.953) is a connection for w = 1, not for w = 100 (0.168)."""
+    out = with_routes(blank(registry, mc), registry)
+    (plain,) = run(out, registry, catalog, mc)
+    (weighted,) = run(out, registry, catalog, mc, pos_weight=100.0)
+    assert len(plain.preset.modulations) == 4 and weighted.preset.modulations == ()
+    out["modulation"][0, 0, 0, 0] = math.log(100.0) + 0.01  # just over probability 0.5 under w = 100
+    (one,) = run(out, registry, catalog, mc, pos_weight=100.0)
+    assert [(m.source, m.destination) for m in one.preset.modulations] == \
+        [(registry.sources[0], registry.destinations[0])]
+    assert one.modulation_confidence == pytest.approx([sigmoid(0.01)], abs=1e-6)
+    (lenient,) = run(out, registry, catalog, mc, pos_weight=100.0, threshold=sigmoid(3.0 - math.log(100.0)) - 1e-6)
+    assert len(lenient.preset.modulations) == 2  # the logit-3 route and the one just set

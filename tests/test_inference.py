@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 import re
 import shutil
 from dataclasses import replace
@@ -90,7 +91,10 @@ def test_predict_returns_a_whole_preset_and_the_note(pipeline, target, predictio
 def test_predict_threshold_reaches_the_decoder(pipeline, target):
     full = pipeline.predict(target, threshold=0.0)  # every cell passes: the 64 most confident are kept
     with torch.inference_mode():
-        presence = torch.sigmoid(pipeline.model(torch.from_numpy(full.mel)[None, None])["modulation"][0, 0])
+        logits = pipeline.model(torch.from_numpy(full.mel)[None, None])["modulation"][0, 0]
+    # the decoder reads probabilities: the logits less log(pos_weight), the trainer's default 100 here
+    assert pipeline.pos_weight == 100.0
+    presence = torch.sigmoid(logits - math.log(100.0))
     assert len(full.preset.modulations) == 64
     assert full.modulation_confidence == pytest.approx(torch.sort(presence.flatten(), descending=True).values[:64]
                                                        .tolist(), abs=1e-6)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from training.heads.modulation import modulation_parts
 from training.losses import (LossConfig, PresetLoss, build_mask_spec, importance_weights, masks, modulation_ramp,
                              routed_sources)
-from training.metrics import metrics
+from training.metrics import MetricSums, metrics
 
 LOG2 = math.log(2.0)
 S, D = 32, 428
@@ -355,6 +355,15 @@ def test_metrics_by_hand(registry):
     assert (r["modulation_tp"], r["modulation_fp"], r["modulation_fn"]) == (2, 1, 1)
     assert r["modulation_precision"] == pytest.approx(2 / 3) and r["modulation_recall"] == pytest.approx(2 / 3)
     assert r["modulation_amount_mae"] == pytest.approx(0.2, rel=1e-6)
+    # read with the training pos_weight, a logit of 1 is probability sigmoid(1 - log 100) = 0.03: no connection
+    weighted = MetricSums(registry=None, spec=spec, predicted_categorical=[dest, model, sync], pos_weight=100.0)
+    weighted.update(out, batch)
+    w = weighted.result()
+    assert (w["modulation_tp"], w["modulation_fp"], w["modulation_fn"]) == (0, 0, 3)
+    out["modulation"][0, 0, 0, 0] = math.log(100.0)  # probability 0.5: counted
+    weighted = MetricSums(registry=None, spec=spec, predicted_categorical=[dest, model, sync], pos_weight=100.0)
+    weighted.update(out, batch)
+    assert (weighted.result()["modulation_tp"], weighted.result()["modulation_fn"]) == (1, 2)
 
 
 def test_wavetable_loss_counts_only_oscillators_that_are_on(registry):

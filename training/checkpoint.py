@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from datagen.features import FeatureConfig
     from datagen.render import RenderConfig
     from datagen.wavetables import Catalog
+    from training.losses import LossConfig
 
 FORMAT_VERSION = 1
 
@@ -77,14 +78,17 @@ class Contents:
     render: RenderConfig  # how its training data was rendered (sample rate, velocity, key held, length)
     catalog: Catalog  # wavetable class k -> the catalog's table k - 1
     tier: int  # the sampler tier of its training data
+    loss: LossConfig  # the loss it was trained with (decoding reads modulation_pos_weight); a checkpoint from
+    #                   before the trainer stored it was trained with the defaults (pos_weight was never an option)
 
 
 def contents(ckpt: dict, path: Path) -> Contents:
-    """Parse a loaded checkpoint's feature config, render config, wavetable catalog and tier; CheckpointError
-    naming the part that is missing or corrupt (never a KeyError or WavetableError)."""
+    """Parse a loaded checkpoint's feature config, render config, wavetable catalog, tier and loss config;
+    CheckpointError naming the part that is missing or corrupt (never a KeyError or WavetableError)."""
     from datagen.features import FeatureConfig
     from datagen.render import RenderConfig
     from datagen.wavetables import Catalog
+    from training.losses import LossConfig
 
     missing = [k for k in ("feature_config", "render_config", "wavetable_catalog", "tier") if k not in ckpt]
     if missing:
@@ -100,9 +104,13 @@ def contents(ckpt: dict, path: Path) -> Contents:
         catalog = Catalog.from_json(ckpt["wavetable_catalog"])
         part = "tier"
         tier = int(ckpt["tier"])
+        part = "loss_config"
+        loss = LossConfig(**ckpt.get("loss_config", {}))
+        if loss.modulation_pos_weight <= 0:
+            raise ValueError(f"modulation_pos_weight {loss.modulation_pos_weight} is not > 0")
     except (TypeError, ValueError, RecursionError) as e:  # WavetableError is a ValueError
         raise CheckpointError(f"{path}: corrupt {part} ({(str(e).splitlines() or [''])[0][:200]})") from None
-    return Contents(features=features, render=render, catalog=catalog, tier=tier)
+    return Contents(features=features, render=render, catalog=catalog, tier=tier, loss=loss)
 
 
 def build_model(ckpt: dict, path: Path):

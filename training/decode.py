@@ -4,8 +4,10 @@ Used by `training evaluate` (render predictions) and by inference (`Pipeline.pre
 own part of a sample (`Head.decode` in `training.heads`): continuous values clamped to [0, 1]; each predicted
 categorical parameter's argmax with its softmax probability as confidence (the parameters the model does not
 predict keep the base preset's value); per oscillator a wavetable class (0 keeps the init table, k is catalog
-entry k - 1); the modulation cells with sigmoid(presence) >= threshold, most confident first, capped at Vital's
-64 slots. A head missing from the outputs (the baseline has no modulation) leaves the base preset's part.
+entry k - 1); the modulation cells whose presence probability is >= threshold (the logit corrected for the
+pos_weight the model was trained with: `training.heads.modulation.presence_probability`), most confident first,
+capped at Vital's 64 slots. A head missing from the outputs (the baseline has no modulation) leaves the base
+preset's part.
 """
 
 from __future__ import annotations
@@ -41,23 +43,26 @@ class Decoding:
     rng: np.random.Generator | None  # draw choices from the softmax instead of the argmax
     jitter: float  # std of the N(0, jitter) moves of continuous values (with rng)
     threshold: float  # presence probability a modulation needs
+    pos_weight: float  # the presence BCE's pos_weight in training (LossConfig.modulation_pos_weight)
     max_connections: int
 
 
 def decode(outputs: dict, *, registry, catalog, predicted_categorical, threshold: float = 0.5,
-           max_connections: int = MODULATION_SLOTS, base=None, rng: np.random.Generator | None = None,
-           jitter: float = 0.0) -> list[Decoded]:
+           pos_weight: float = 1.0, max_connections: int = MODULATION_SLOTS, base=None,
+           rng: np.random.Generator | None = None, jitter: float = 0.0) -> list[Decoded]:
     """outputs: the model's forward dict (torch tensors or numpy), batch of B; returns B `Decoded`.
 
     catalog: the checkpoint's wavetable Catalog; base: the preset supplying what the model does not predict
-    (default: the init preset). rng: draw each categorical choice and wavetable from the heads' softmax instead
-    of taking the argmax, and move each continuous value by N(0, jitter) (proposals: `inference.proposals`)."""
+    (default: the init preset). pos_weight: the presence loss's pos_weight the model was trained with (the
+    checkpoint's `training.checkpoint.Contents.loss`; 1 reads sigmoid(logit) as the probability). rng: draw each
+    categorical choice and wavetable from the heads' softmax instead of taking the argmax, and move each
+    continuous value by N(0, jitter) (proposals: `inference.proposals`)."""
     from datagen.preset import init_preset
     from training.heads import HEADS
 
     ctx = Decoding(registry=registry, catalog=catalog, predicted=tuple(predicted_categorical),
                    base=base or init_preset(registry), rng=rng, jitter=jitter, threshold=threshold,
-                   max_connections=max_connections)
+                   pos_weight=pos_weight, max_connections=max_connections)
     # every head reads its whole batch first, then each sample is decoded head by head (the order rng draws in)
     rows = [head.decode(outputs[name], ctx) for name, head in HEADS.items() if name in outputs]
     out = []

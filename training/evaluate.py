@@ -5,7 +5,8 @@ The report (a JSON-able `training.report.Report`; `write_report` saves it with a
 - parameters: every head's metrics (`training.metrics`), masked exactly as the loss masks them: continuous
   MSE and MAE in normalised units, overall and per registry module (`osc_1`, `filter_1`, `env_1`, `reverb`,
   ...); categorical argmax accuracy overall and per predicted parameter; wavetable accuracy over the
-  oscillators that are on; modulation precision / recall of the presence head at sigmoid >= 0.5 and the mean
+  oscillators that are on; modulation precision / recall of the presence head at probability >= 0.5 (the
+  logit read with the training pos_weight, `training.heads.modulation.presence_probability`) and the mean
   |amount error| over true positives. Sums and counts are accumulated over batches, so the numbers are exactly
   those of one batch holding every item. A ratio whose count is 0 is None (JSON null).
 - baseline: the same metrics, for the heads that have one, of a model that ignores the audio and predicts the
@@ -84,6 +85,7 @@ class _Run:
     spec: object  # the loss' MaskSpec at the data set's tier
     predicted: list[int]  # predicted categorical columns
     chosen: list[int]  # the items rendered, sorted
+    pos_weight: float  # the presence loss's pos_weight in training: how presence logits read as probabilities
 
 
 def evaluate(config: EvaluateConfig, *, show_progress: bool = True) -> Report:
@@ -143,7 +145,8 @@ def _setup(config: EvaluateConfig) -> _Run:
     return _Run(config=config, registry=registry, ckpt=ckpt, dataset=dataset, features=parts.features,
                 model_catalog=parts.catalog, n_data_tables=len(data_catalog) + 1, wavetable_map=wt_map, model=model,
                 device=device, n_items=n_items, spec=build_mask_spec(registry, tier=dataset.info.tier),
-                predicted=list(model.config.predicted_categorical), chosen=chosen)
+                predicted=list(model.config.predicted_categorical), chosen=chosen,
+                pos_weight=parts.loss.modulation_pos_weight)
 
 
 def _fit_baseline(run: _Run) -> tuple[dict, str]:
@@ -174,7 +177,7 @@ def _score(run: _Run, fit: dict, *, show_progress: bool) -> dict:
 
     registry, predicted = run.registry, run.predicted
     sums = MetricSums(registry=registry, spec=run.spec, predicted_categorical=predicted,
-                      wavetable_map=run.wavetable_map)
+                      wavetable_map=run.wavetable_map, pos_weight=run.pos_weight)
     base_sums = MetricSums(registry=registry, spec=run.spec, predicted_categorical=predicted,
                            heads=[name for name, head in HEADS.items() if head.baseline is not None])
     loader = DataLoader(Subset(run.dataset, range(run.n_items)), batch_size=run.config.batch_size, shuffle=False,
@@ -195,7 +198,7 @@ def _score(run: _Run, fit: dict, *, show_progress: bool) -> dict:
             if here:
                 rows = torch.tensor([i - start for i in here], device=run.device)
                 picked = decode(_each(outputs, lambda t: t[rows]), registry=registry, catalog=run.model_catalog,
-                                predicted_categorical=predicted)
+                                predicted_categorical=predicted, pos_weight=run.pos_weight)
                 decoded.update((i, d.preset) for i, d in zip(here, picked))
             start += b
     return {"model": sums.result(), "baseline": base_sums.result(), "decoded": decoded}

@@ -9,7 +9,7 @@ every item. A ratio whose count is 0 is None (JSON null). The keys, per head:
                  _mae_by_group, _count_by_group
     categorical  categorical_accuracy (argmax, over the predicted parameters), _count, _accuracy_by_param
     wavetable    wavetable_accuracy (over the oscillators that are on), _count
-    modulation   modulation_precision, _recall (presence at sigmoid >= 0.5), _amount_mae (over true positives),
+    modulation   modulation_precision, _recall (presence probability >= 0.5), _amount_mae (over true positives),
                  _tp, _fp, _fn
 """
 
@@ -29,11 +29,14 @@ class MetricSums:
     is skipped) and a batch from `training.data.collate`; `result()` divides. registry: groups the continuous
     metrics by module (None: no per-module numbers). wavetable_map, when given, maps the model's wavetable
     classes to the data set's ((n_model_tables + 1,) int64, -1 = a table the data set's catalog does not have),
-    see `training.heads.wavetable.wavetable_class_map`. heads: the heads to score (default: every head)."""
+    see `training.heads.wavetable.wavetable_class_map`. heads: the heads to score (default: every head).
+    pos_weight: the presence loss's pos_weight the model was trained with (presence is counted at probability
+    >= 0.5, `training.heads.modulation.presence_probability`)."""
 
     def __init__(self, *, registry, spec, predicted_categorical, wavetable_map: np.ndarray | None = None,
-                 heads: Iterable[str] | None = None):
+                 heads: Iterable[str] | None = None, pos_weight: float = 1.0):
         self.spec = spec
+        self.pos_weight = float(pos_weight)
         self.predicted = [int(i) for i in predicted_categorical]
         self.groups = None if registry is None else [registry.by_name[name].module for name in spec.continuous_names]
         self.wavetable_map = None if wavetable_map is None else np.asarray(wavetable_map, np.int64)

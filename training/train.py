@@ -353,6 +353,7 @@ def _payload(*, model, model_config, info, registry, config: TrainConfig, metric
         "tier": info.tier, "sample_rate": json.loads(info.feature_config)["sample_rate"],
         "train_config": dataclasses.asdict(config), "metrics": metrics,
         "importance": loss_fn.importance.cpu().tolist(),  # per continuous parameter, as the loss used it
+        "loss_config": dataclasses.asdict(loss_fn.config),  # decoding reads the presence pos_weight
         "baseline": baseline,  # the constant the model must beat (training.baseline), decodable at inference
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": {"torch": rng},
         "state": state,
