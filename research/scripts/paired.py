@@ -33,6 +33,7 @@ def main(a_path: str, a_spec: str, b_path: str, b_spec: str) -> None:
         print(f"  {m:12s} {sum(x) / len(x):8.3f} / {sum(y) / len(y):8.3f} = {r['ratio']:.3f} [{r['low']:.3f}, "
               f"{r['high']:.3f}], lower on {r['lower']} of {len(clips)}")
 
+
 if __name__ == "__main__":
     if len(sys.argv) != 5:
         sys.exit(__doc__)
