@@ -14,7 +14,7 @@ from datagen.preset import read_vital
 from datagen.render import RenderConfig, Renderer, deterministic
 from inference.benchmark import BenchmarkConfig, parse_method
 from inference.cli import main
-from inference.clips import _dataset_jobs, _from_preset, list_clips
+from inference.clips import _dataset_jobs, _from_preset, as_heard, list_clips
 from inference.metrics import score
 from inference.predict import Pipeline
 from inference.refine import RefineConfig, refine
@@ -64,6 +64,26 @@ def test_targets_from_presets_wavs_and_a_data_set(pipeline, targets, tiny_checkp
     assert len(some) == 2 and set(some) < {"pluck_g3", "saw_pluck@48", "saw_pluck@60", "saw_pluck@72"}
     assert some == [c.name for c in list_clips([targets], notes=(48, 60, 72), max_clips=2, seed=1,
                                                **kw)]  # the same subset for the same seed
+
+
+def test_a_render_is_scored_as_its_target_was_heard(registry):
+    """The target's own preset must score at its noise floor: rendered in float it lacked the 16-bit target's
+    quantisation noise where the pluck is silent, and mss's log term heard that at twice the floor."""
+    from datagen.features import FeatureConfig
+    from inference.objective import Objective, render_pool
+
+    saw, features = read_vital(SAW_PLUCK, registry=registry), FeatureConfig()
+    clip = _from_preset(saw, name="saw", note=48, features=features, render=RenderConfig())
+    with render_pool(1, sample_rate=features.sample_rate) as pool:
+        render = Objective(clip.target.audio, note=48, render=RenderConfig(), key_held=clip.played).renders(
+            [saw], pool=pool)[0].audio
+    floor = score(clip.floor, clip.target.audio)["mss"]
+    heard = as_heard(render, features=features)
+    assert heard.dtype == np.float32 and heard.shape == clip.target.audio.shape
+    assert abs(score(heard, clip.target.audio)["mss"] / floor - 1) < 0.1  # floor ~0.70, heard ~0.71
+    assert score(render, clip.target.audio)["mss"] > 2 * floor  # as the benchmark scored it before: ~1.65
+    silence = np.zeros(features.n_samples, np.float32)
+    assert np.array_equal(as_heard(silence, features=features), silence)  # prepare refuses it: scored as it is
 
 
 def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):

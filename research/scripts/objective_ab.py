@@ -4,7 +4,8 @@
     python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio]
 
 VARIANT: "search" (`datagen.distances.SearchDistance`, the objective), "mel" (`MelSTFTDistance` alone, the
-objective before 2026-12-02) or "wide" (mel + linear FFT 256 / 1024 / 4096). Appends one JSON line per clip
+objective before 2026-12-02), "wide" (mel + linear FFT 256 / 1024 / 4096) or "fine" (mel + linear FFT 128 to
+2048: the short windows and the harmonics). Appends one JSON line per clip
 (its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
 clip by clip. Results: research/benchmarks.md, "What the search listens to".
 """
@@ -24,7 +25,8 @@ def use_variant(name: str) -> None:
     import datagen.distances as d
 
     variants = {"search": d.SearchDistance, "mel": d.MelSTFTDistance,
-                "wide": partial(d.SearchDistance, envelope_fft_sizes=(256, 1024, 4096))}
+                "wide": partial(d.SearchDistance, envelope_fft_sizes=(256, 1024, 4096)),
+                "fine": partial(d.SearchDistance, envelope_fft_sizes=(128, 256, 512, 1024, 2048))}
     d.SearchDistance = variants[name]
 
 
@@ -42,7 +44,7 @@ def tuning_clips(pipeline, *, n: int, seed: int = 1):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=["search", "mel", "wide"])
+    parser.add_argument("variant", choices=["search", "mel", "wide", "fine"])
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--method", default="proposals+portfolio")
