@@ -80,7 +80,7 @@ def test_a_render_is_scored_as_its_target_was_heard(registry):
     floor = score(clip.floor, clip.target.audio)["mss"]
     heard = as_heard(render, features=features)
     assert heard.dtype == np.float32 and heard.shape == clip.target.audio.shape
-    # floor ~0.70, heard ~0.71-0.78 (the floor is one draw of the preset's random phases, so not exact)
+    # floor ~0.68-0.70, heard 0.61-0.78 over runs (the floor is one draw of the preset's random phases, so not exact)
     assert abs(score(heard, clip.target.audio)["mss"] / floor - 1) < 0.25
     assert score(render, clip.target.audio)["mss"] > 2 * floor  # as the benchmark scored it before: ~1.65
     silence = np.zeros(features.n_samples, np.float32)
