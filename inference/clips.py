@@ -70,7 +70,7 @@ def as_heard(audio: np.ndarray, *, features) -> np.ndarray:
     `inference.audio.prepare` (`wav_target`: leading silence trimmed, DC removed, level, length), so a yardstick
     compares like with like, as it does for the floor. Why: the 16-bit target carries quantisation noise (~-98 dBFS)
     wherever the preset is silent, a float render does not, and mss's log term hears 130 dB down: the target's own
-    preset, rendered in float, scored mss 3.12 against Sirenengesang@48 (its floor 0.63), 0.72 once through the WAV
+    preset, rendered in float, scored mss 3.13 against Sirenengesang@48 (its floor 0.70), 0.73 once made alike
     (research/benchmarks.md). A render `prepare` refuses (silent, too short once trimmed) is scored as it is."""
     from inference.audio import AudioError
 

@@ -7,7 +7,8 @@ VARIANT: "search" (`datagen.distances.SearchDistance`, the objective), "mel" (`M
 objective before 2026-12-02), "wide" (mel + linear FFT 256 / 1024 / 4096) or "fine" (mel + linear FFT 128 to
 2048: the short windows and the harmonics). Appends one JSON line per clip
 (its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
-clip by clip. Results: research/benchmarks.md, "What the search listens to".
+clip by clip. Results: research/benchmarks.md, "What the search listens to" ("fine": "Route moves in the
+search, and a finer objective").
 """
 
 import argparse

@@ -14,20 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.pitch import midi_to_hz as hz
+
 SR = 44100
 SECONDS, HELD = 2.0, 1.5
-
-
-def hz(midi: int) -> float:
-    return 440.0 * 2 ** ((midi - 69) / 12)
+T = np.arange(int(SR * SECONDS)) / SR  # (samples,) seconds: every clip's time axis
 
 
 def adsr(attack: float, decay: float, sustain: float, release: float) -> np.ndarray:
     """(samples,) a linear-attack, exponential decay / release envelope with the key held HELD seconds."""
-    t = np.arange(int(SR * SECONDS)) / SR
-    env = np.where(t < attack, t / max(attack, 1e-4), sustain + (1 - sustain) * np.exp(-(t - attack) / decay))
+    env = np.where(T < attack, T / max(attack, 1e-4), sustain + (1 - sustain) * np.exp(-(T - attack) / decay))
     at_release = env[min(int(HELD * SR), len(env) - 1)]
-    return np.where(t < HELD, env, at_release * np.exp(-(t - HELD) / release))
+    return np.where(T < HELD, env, at_release * np.exp(-(T - HELD) / release))
 
 
 def saw(phase: np.ndarray) -> np.ndarray:
@@ -36,7 +34,7 @@ def saw(phase: np.ndarray) -> np.ndarray:
 
 def phase_of(freq) -> np.ndarray:
     """The running phase (cycles) of a constant or (samples,) frequency in Hz."""
-    f = np.broadcast_to(np.asarray(freq, np.float64), (int(SR * SECONDS),))
+    f = np.broadcast_to(np.asarray(freq, np.float64), T.shape)
     return np.cumsum(f) / SR
 
 
@@ -67,7 +65,7 @@ def pluck(midi: int, rng) -> np.ndarray:
     """Karplus-Strong: a noise burst through a delay line with a two-point average."""
     period = int(round(SR / hz(midi)))
     buf = rng.uniform(-1, 1, period)
-    out = np.empty(int(SR * SECONDS))
+    out = np.empty(T.size)
     for i in range(len(out)):
         out[i] = buf[i % period]
         buf[i % period] = 0.996 * 0.5 * (buf[i % period] + buf[(i + 1) % period])
@@ -75,10 +73,9 @@ def pluck(midi: int, rng) -> np.ndarray:
 
 
 def fm_bell(midi: int, rng) -> np.ndarray:
-    t = np.arange(int(SR * SECONDS)) / SR
-    index = 6 * np.exp(-t / 0.4)
+    index = 6 * np.exp(-T / 0.4)
     mod = np.sin(2 * np.pi * 3.5 * phase_of(hz(midi)))
-    return np.sin(2 * np.pi * phase_of(hz(midi)) + index * mod) * np.exp(-t / 0.7)
+    return np.sin(2 * np.pi * phase_of(hz(midi)) + index * mod) * np.exp(-T / 0.7)
 
 
 def organ(midi: int, rng) -> np.ndarray:
@@ -96,27 +93,23 @@ def supersaw(midi: int, rng) -> np.ndarray:
 
 def acid(midi: int, rng) -> np.ndarray:
     x = np.sign(np.sin(2 * np.pi * phase_of(hz(midi))))
-    t = np.arange(len(x)) / SR
-    return svf_lowpass(x, 150 + 3000 * np.exp(-t / 0.15), q=0.15) * adsr(0.005, 0.3, 0.7, 0.05)
+    return svf_lowpass(x, 150 + 3000 * np.exp(-T / 0.15), q=0.15) * adsr(0.005, 0.3, 0.7, 0.05)
 
 
 def sine_drop(midi: int, rng) -> np.ndarray:
-    t = np.arange(int(SR * SECONDS)) / SR
-    freq = hz(midi) * (1 + 3 * np.exp(-t / 0.03))
+    freq = hz(midi) * (1 + 3 * np.exp(-T / 0.03))
     return np.tanh(2 * np.sin(2 * np.pi * phase_of(freq))) * adsr(0.002, 0.5, 0.3, 0.2)
 
 
 def pwm_pad(midi: int, rng) -> np.ndarray:
-    t = np.arange(int(SR * SECONDS)) / SR
-    width = 0.5 + 0.35 * np.sin(2 * np.pi * 3.0 * t)
+    width = 0.5 + 0.35 * np.sin(2 * np.pi * 3.0 * T)
     x = np.where((phase_of(hz(midi)) % 1.0) < width, 1.0, -1.0)
     return one_pole(x, 2500) * adsr(0.4, 1.0, 0.8, 0.4)
 
 
 def sync_lead(midi: int, rng) -> np.ndarray:
     master = phase_of(hz(midi))
-    t = np.arange(len(master)) / SR
-    ratio = 1.5 + 2.0 * np.exp(-t / 0.3)  # the slave's frequency sweeps down to 1.5x the master's
+    ratio = 1.5 + 2.0 * np.exp(-T / 0.3)  # the slave's frequency sweeps down to 1.5x the master's
     x = saw((master % 1.0) * ratio)
     return one_pole(x, 6000) * adsr(0.01, 0.2, 0.8, 0.1)
 
