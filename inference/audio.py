@@ -61,6 +61,8 @@ class Target:
     held_to_end: bool  # no release within the clip: the note is still held when it ends
     messages: tuple[str, ...]  # every remark logged while preparing, in order
     died_away: float | None = None  # seconds to where the note died away on its own (no release seen), else None
+    level: float | None = None  # RMS of `audio` before normalising (as read, trimmed, DC removed, fitted): the level
+    #                             it was recorded at, which sets how loud its quantisation noise is (`clips.as_heard`)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         messages.append(f"key held {key_held:.2f} s")
     if rms(audio) == 0.0:
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
+    level = float(rms(fit_length(audio, features.n_samples)))  # over what the model hears (0 if that is silent)
     if features.target_rms_db is not None:
         audio = normalise_rms(audio, rms_db=features.target_rms_db, floor=0.0)  # float64; silence refused above
     truncated = len(audio) > features.n_samples
@@ -168,4 +171,5 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         log.info("%s: %s", path, message)
     return Target(audio=fit_length(audio, features.n_samples).astype(np.float32), sample_rate=sr, note=note,
                   duration=duration, source=str(path), truncated=truncated, key_held=key_held,
-                  held_to_end=held_to_end, messages=tuple(messages), died_away=died_away)
+                  held_to_end=held_to_end, messages=tuple(messages), died_away=died_away,
+                  level=level)

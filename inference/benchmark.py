@@ -15,8 +15,9 @@ Budgets 200 / 500 / 2000 of a search come from one run of the largest budget, sn
 (`refine(snapshots=...)`): the best of its first `budget` renders, which is where a run with that budget ends.
 
 Every preset is rendered at the clip's note and key-held time by the render pool (random phase off), made what
-the target was made (`inference.clips.as_heard`: a 16-bit WAV, trimmed, DC removed) and scored against the
-target with `inference.metrics` (multi-scale spectral distance, log-spectral distance, MFCC L1, loudness L1).
+the target was made (`inference.clips.as_heard`: at the target's recording level, a 16-bit WAV, trimmed, DC
+removed) and scored against the target with `inference.metrics` (multi-scale spectral distance, log-spectral
+distance, MFCC L1, loudness L1).
 
 Output folder: `clips.jsonl` (one line per clip, its records for every method x budget, appended as each clip
 finishes: an interrupted run resumes at the clip it was scoring), then the report (`inference.report`):
@@ -183,7 +184,8 @@ def _records(clip: Clip, results: dict, *, pipeline, pool) -> list[dict]:
             log.warning("%s: %s @ %d did not render (%s)", clip.name, method, budget, r.error)
             metrics, loss = None, FAILED_LOSS if loss is None else loss
         else:
-            metrics = score(as_heard(audio, features=pipeline.features), clip.target.audio)  # like the target
+            metrics = score(as_heard(audio, features=pipeline.features, level=clip.target.level),  # like the target
+                           clip.target.audio)
             loss = objective.distance(audio) if loss is None else loss
         records.append({"method": method, "budget": budget, "evaluations": evaluations, "objective": loss,
                         "seconds": seconds, "metrics": metrics})

@@ -65,24 +65,36 @@ def wav_target(audio: np.ndarray, *, features, name: str = "clip", prepare=None)
         return prepare(path, features=features)
 
 
-def as_heard(audio: np.ndarray, *, features) -> np.ndarray:
+def as_heard(audio: np.ndarray, *, features, level: float | None = None) -> np.ndarray:
     """(samples,) float32: a method's render made what its target was made, through a 16-bit WAV and
     `inference.audio.prepare` (`wav_target`: leading silence trimmed, DC removed, level, length), so a yardstick
     compares like with like, as it does for the floor. Why: the 16-bit target carries quantisation noise (~-98 dBFS)
     wherever the preset is silent, a float render does not, and mss's log term hears 130 dB down: the target's own
     preset, rendered in float, scored mss 3.13 against Sirenengesang@48 (its floor 0.70), 0.73 once made alike
-    (research/benchmarks.md). A render `prepare` refuses (silent, too short once trimmed) is scored as it is."""
+    (research/benchmarks.md). A render `prepare` refuses (silent, too short once trimmed) is scored as it is.
+
+    level: the target's recording level (`Target.level`); the render is first scaled to it (its RMS measured as the
+    target's: trimmed, DC removed, fitted to the model length), so its quantisation noise sits as far under the
+    sound as the target's. Without it a render's own output volume set its noise floor: a near-sine target
+    (Sirenengesang@48, recorded at RMS 0.01) scored one and the same render mss 0.91 at the target's level and 1.87
+    at Vital's louder 0.1, where the yardstick means a gain to cost nothing (research/benchmarks.md)."""
+    from datagen.features import fit_length, prepare, rms
     from inference.audio import AudioError
 
+    audio = np.asarray(audio, np.float32)
+    if level is not None:
+        own = rms(fit_length(prepare(audio, sample_rate=features.sample_rate).audio, features.n_samples))
+        if own > 0.0:
+            audio = (audio * (level / own)).astype(np.float32)
     quiet = logging.getLogger("inference.audio")  # its remarks (key held, trimmed) are about the target, not this
-    level = quiet.level
+    saved = quiet.level
     quiet.setLevel(logging.WARNING)  # setLevel, not .level: it clears the logger's cache
     try:
         return wav_target(audio, features=features, name="render").audio
     except AudioError:
-        return np.asarray(audio, np.float32)
+        return audio
     finally:
-        quiet.setLevel(level)
+        quiet.setLevel(saved)
 
 
 def _prepared(audio: np.ndarray, *, features, note: int | None, name: str):

@@ -87,6 +87,28 @@ def test_a_render_is_scored_as_its_target_was_heard(registry):
     assert np.array_equal(as_heard(silence, features=features), silence)  # prepare refuses it: scored as it is
 
 
+def test_a_render_is_heard_at_its_targets_recording_level():
+    """A gain costs nothing: the same sine recorded quietly (RMS 0.003) is matched by a loud render (RMS 0.3) as
+    closely as by a second quiet recording, once the render is heard at the target's level. At its own level its
+    quantisation noise sits ~40 dB further under the sine than the target's, and mss's log term hears that."""
+    from datagen.features import FeatureConfig, rms
+    from inference.clips import wav_target
+
+    features = FeatureConfig()
+    t = np.arange(features.n_samples) / features.sample_rate
+    sine = np.sin(2 * np.pi * 110.0 * t)
+    quiet = 0.003 * np.sqrt(2) * sine
+    target = wav_target(quiet, features=features)
+    assert target.level == pytest.approx(rms(quiet), rel=0.02)  # as recorded: before prepare normalises it
+    floor = score(wav_target(quiet * 1.0001, features=features).audio, target.audio)["mss"]  # another recording
+    loud = 100.0 * quiet  # the render, 40 dB louder than the clip
+    at_level = score(as_heard(loud, features=features, level=target.level), target.audio)["mss"]
+    own = score(as_heard(loud, features=features), target.audio)["mss"]
+    assert at_level < 1.5 * floor and own > 2 * at_level  # seen: floor 0.29, at the level 0.32, own level 3.38
+    silence = np.zeros(features.n_samples, np.float32)  # no level to scale: left as it is, then refused by prepare
+    assert np.array_equal(as_heard(silence, features=features, level=target.level), silence)
+
+
 def test_snapshots_are_the_states_of_shorter_runs(pipeline, registry):
     """Budget 24 taken from a 48-render run equals a 24-render run with the same seed (CMA-ES asks the same
     populations whatever the budget), so one run gives every budget's result."""

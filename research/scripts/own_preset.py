@@ -28,7 +28,8 @@ def main(names: list[str]) -> None:
             path = next(f for f in folder.rglob("*.vital") if f.stem == clip.name.split("@")[0])
             objective = Objective(clip.target.audio, note=clip.note, render=pipeline.render, key_held=clip.played)
             render = objective.renders([read_vital(path, registry=pipeline.registry)], pool=pool)[0].audio
-            rows = {"floor": clip.floor, "float": render, "heard": as_heard(render, features=pipeline.features)}
+            rows = {"floor": clip.floor, "float": render, "heard": as_heard(render, features=pipeline.features,
+                                                                               level=clip.target.level)}
             for label, audio in rows.items():
                 print(clip.name, label, {k: round(v, 3) for k, v in score(audio, clip.target.audio).items()})
 
