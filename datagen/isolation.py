@@ -213,25 +213,43 @@ class _HandlerError(RuntimeError):
     pass
 
 
-def _render_handler(config: RenderConfig) -> Callable[[tuple[str, int]], np.ndarray]:
+def _render_handler(config: RenderConfig) -> Callable[[tuple[str, int, int | None]], np.ndarray]:
     from datagen.render import Renderer
 
     renderer = Renderer(config)
-    return lambda request: renderer.render(request[0], note=request[1])
+
+    def handle(request: tuple[str, int, int | None]) -> np.ndarray:
+        text, note, takes = request  # takes: None for one render, else that many from fresh Synths, stacked
+        if takes is None:
+            return renderer.render(text, note=note)
+        return np.stack([Renderer(config).render(text, note=note) for _ in range(takes)])
+
+    return handle
 
 
 class IsolatedRenderer(Worker):
-    """`Renderer.render` in a worker process: RenderCrash if Vital dies, RenderError if it refuses."""
+    """`Renderer.render` in a worker process: RenderCrash if Vital dies, RenderError if it refuses. fork=True
+    renders each request in a fresh fork of the pristine worker (`Worker`), so a render is a pure function of
+    (preset, note), whatever was rendered before it."""
 
-    def __init__(self, config: RenderConfig = RenderConfig(), *, timeout: float = 120.0):
-        super().__init__(_render_handler, config, timeout=timeout)
+    def __init__(self, config: RenderConfig = RenderConfig(), *, timeout: float = 120.0, fork: bool = False):
+        super().__init__(_render_handler, config, timeout=timeout, fork=fork)
         self.config = config
 
     def render(self, preset: Preset | str, *, note: int = 60, name: str | None = None) -> np.ndarray:
+        return self._call(preset, note=note, name=name, takes=None)
+
+    def renders(self, preset: Preset | str, *, note: int = 60, n: int = 2, name: str | None = None) -> np.ndarray:
+        """(n, ...) `n` renders of the preset in turn, each from a fresh Synth of one process: the random parts
+        of a preset (random phases, noise) differ between them, as between two recordings of it. With fork=True
+        the k-th render is a pure function of (preset, note, k) (the benchmark's targets and their floors)."""
+        return self._call(preset, note=note, name=name, takes=int(n))
+
+    def _call(self, preset: Preset | str, *, note: int, name: str | None, takes: int | None) -> np.ndarray:
         text = preset if isinstance(preset, str) else preset.to_vital_text()
         label = f"preset {name or (preset.name if isinstance(preset, Preset) else '') or '<unnamed>'!r}"
         try:
-            return self.call((text, int(note)), label=label)
+            return self.call((text, int(note), takes), label=label)
         except _HandlerError as e:
             raise RenderError(f"{label}: {e}") from None
 

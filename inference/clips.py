@@ -112,12 +112,16 @@ def _render_twice(preset, *, note: int, features, render,
                   key_held: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two mono renders from fresh Synths, as the preset stands (random phases included), `features.duration`
     long at the sample rate and velocity of `render` (the checkpoint's `datagen.render.RenderConfig`), the key
-    held `key_held` s (None: as `render` holds it)."""
-    from datagen.render import Renderer
+    held `key_held` s (None: as `render` holds it). Both in one fresh fork of a pristine worker: Vital's random
+    generators follow the process's history, so rendered here a clip's target depended on which clips were built
+    before it (a resumed run, or another subset, heard other targets)."""
+    from datagen.isolation import IsolatedRenderer
 
     held = key_held if key_held is not None else render.note_length
     config = replace(render, render_length=features.duration, note_length=held, mono=True)
-    return tuple(Renderer(config).render(preset, note=note) for _ in range(2))
+    with IsolatedRenderer(config, fork=True) as renderer:
+        first, second = renderer.renders(preset, note=note, n=2)
+    return first, second
 
 
 def _from_preset(preset, *, name: str, note: int, features, render, key_held: float | None = None) -> Clip:

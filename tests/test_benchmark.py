@@ -87,6 +87,19 @@ def test_a_render_is_scored_as_its_target_was_heard(registry):
     assert np.array_equal(as_heard(silence, features=features), silence)  # prepare refuses it: scored as it is
 
 
+def test_a_rendered_target_is_the_same_whatever_was_rendered_before(registry):
+    """Vital's randomness follows the process's history: rendered in the benchmark's own process, a clip's target
+    (and so every score on it) depended on the clips built before it. Now a pure function of (preset, note)."""
+    from datagen.features import FeatureConfig
+
+    saw, features, render = read_vital(SAW_PLUCK, registry=registry), FeatureConfig(), RenderConfig()
+    first = _from_preset(saw, name="saw", note=48, features=features, render=render)
+    Renderer(render).render(saw, note=60)  # the process's random generators move on
+    again = _from_preset(saw, name="saw", note=48, features=features, render=render)
+    assert np.array_equal(first.target.audio, again.target.audio) and np.array_equal(first.floor, again.floor)
+    assert not np.array_equal(first.target.audio, first.floor)  # two recordings: the random phases differ
+
+
 def test_a_render_is_heard_at_its_targets_recording_level():
     """A gain costs nothing: the same sine recorded quietly (RMS 0.003) is matched by a loud render (RMS 0.3) as
     closely as by a second quiet recording, once the render is heard at the target's level. At its own level its
