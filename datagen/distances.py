@@ -12,8 +12,8 @@ Who uses which:
   (linear frequency at 3-12 ms windows: the attack, decay and release).
 - the benchmark (`inference.metrics`, research/benchmarks.md): `MultiScaleSpectralDistance` (mss),
   `LogSpectralDistance` (lsd), `MFCCDistance` (mfcc_l1) and `LoudnessDistance` (loudness_l1), the `Yardstick`s.
-  They hear ~130 dB down, so both clips must be made alike first: the benchmark passes each render through the
-  16-bit WAV and `prepare` its target went through (`inference.clips.as_heard`).
+  They hear ~130 dB down, so both clips must be made alike first: the benchmark passes each render, at the
+  target's recording level, through the 16-bit WAV and `prepare` its target went through (`inference.clips.as_heard`).
 
 The search objective and the benchmark's yardstick are different ON PURPOSE: a search is graded by measures it
 did not optimise, so a method that only games its own loss shows as such (research/benchmarks.md, "Objective and

@@ -82,7 +82,7 @@ def as_heard(audio: np.ndarray, *, features, level: float | None = None) -> np.n
     from inference.audio import AudioError
 
     audio = np.asarray(audio, np.float32)
-    if level is not None:
+    if level:  # None (not known) or 0 (the target is silent where the model hears it): scored at its own level
         own = rms(fit_length(prepare(audio, sample_rate=features.sample_rate).audio, features.n_samples))
         if own > 0.0:
             audio = (audio * (level / own)).astype(np.float32)

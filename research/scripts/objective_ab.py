@@ -4,11 +4,12 @@
     python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio]
 
 VARIANT: "search" (`datagen.distances.SearchDistance`, the objective), "mel" (`MelSTFTDistance` alone, the
-objective before 2026-12-02), "wide" (mel + linear FFT 256 / 1024 / 4096) or "fine" (mel + linear FFT 128 to
-2048: the short windows and the harmonics). Appends one JSON line per clip
+objective before 2026-12-02), "wide" (mel + linear FFT 256 / 1024 / 4096), "fine" (mel + linear FFT 128 to
+2048: the short windows and the harmonics) or "heard" / "heard-mel" (candidates quantised at the target's level,
+power floor 1e-8 in both terms / in the spectrum term only: `_hear_as_recorded`). Appends one JSON line per clip
 (its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
 clip by clip. Results: research/benchmarks.md, "What the search listens to" ("fine": "Route moves in the
-search, and a finer objective").
+search, and a finer objective"; "heard": "A gain costs nothing").
 """
 
 import argparse
@@ -19,16 +20,49 @@ from pathlib import Path
 import numpy as np
 
 
+HEARD = {}  # "level": the recording level (Target.level) of the clip being searched, for the "heard" variant
+
+
 def use_variant(name: str) -> None:
     """Make `inference.objective.Objective` search on the distance `name` (it imports SearchDistance per call)."""
     from functools import partial
 
     import datagen.distances as d
 
+    if name in ("heard", "heard-mel"):
+        _hear_as_recorded(d, envelope_eps=1e-8 if name == "heard" else d.MelSTFTDistance.POWER_FLOOR)
+        return
     variants = {"search": d.SearchDistance, "mel": d.MelSTFTDistance,
                 "wide": partial(d.SearchDistance, envelope_fft_sizes=(256, 1024, 4096)),
                 "fine": partial(d.SearchDistance, envelope_fft_sizes=(128, 256, 512, 1024, 2048))}
     d.SearchDistance = variants[name]
+
+
+def _hear_as_recorded(d, *, envelope_eps: float) -> None:
+    """The "heard" variants: each candidate quantised to 16 bits at the target's recording level (as the benchmark
+    hears it, `inference.clips.as_heard`, less the trimming), then SearchDistance with auraloss's power floor
+    (1e-8) instead of 1e-4 in its spectrum term, so it hears as far down as the target's quantisation noise, like
+    mss; its envelope term at `envelope_eps` ("heard": 1e-8 too; "heard-mel": the usual 1e-4)."""
+    import inference.objective as o
+    from datagen.features import fit_length, rms
+
+    class DeepSearchDistance(d.SearchDistance):
+        def __init__(self, *, sample_rate, envelope_fft_sizes=d.ShortSTFTDistance.FFT_SIZES):
+            self.spectrum = d.MelSTFTDistance(sample_rate=sample_rate, eps=1e-8)
+            self.envelope = d.ShortSTFTDistance(fft_sizes=envelope_fft_sizes, eps=envelope_eps)
+
+    plain = o.Objective.distance
+
+    def distance(self, audio):
+        x = fit_length(np.asarray(audio, np.float32), self.n)
+        r = rms(x)
+        if HEARD.get("level") and np.isfinite(r) and r > 0:
+            g = HEARD["level"] / r  # the render at the target's level, on the 16-bit grid, back at its own
+            x = (np.round(x * g * 32767.0) / 32767.0 / g).astype(np.float32)
+        return plain(self, x)
+
+    d.SearchDistance = DeepSearchDistance
+    o.Objective.distance = distance
 
 
 def tuning_clips(pipeline, *, n: int, seed: int = 1):
@@ -45,7 +79,7 @@ def tuning_clips(pipeline, *, n: int, seed: int = 1):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=["search", "mel", "wide", "fine"])
+    parser.add_argument("variant", choices=["search", "mel", "wide", "fine", "heard", "heard-mel"])
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--method", default="proposals+portfolio")
@@ -64,6 +98,7 @@ def main():
         if pending.name in done or (clip := pending.build()) is None:
             continue
         t0 = time.time()
+        HEARD["level"] = clip.target.level
         record = run_clip(clip, pipeline=pipeline, config=config, bank=bank)["records"][0]
         with out.open("a") as f:
             f.write(json.dumps({"clip": clip.name, **record}) + "\n")
