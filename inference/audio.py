@@ -132,6 +132,13 @@ def _check_length(path, n: int, *, sample_rate: int, min_samples: int, after: st
                          f"{min_samples / sample_rate:.3f} s (one {min_samples}-sample frame at {sample_rate} Hz)")
 
 
+def recording_level(audio: np.ndarray, *, features: FeatureConfig) -> float:
+    """`Target.level` of a clip already trimmed and DC-removed (`datagen.features.prepare`): its RMS over what the
+    model hears (fitted to `features.n_samples`; 0 if that part is silent). The one definition: `prepare` stores
+    it, `inference.clips.as_heard` scales a render to it."""
+    return float(rms(fit_length(audio, features.n_samples)))
+
+
 def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: float = 30.0) -> Target:
     """Read `path` and make it what the model hears (see the module docstring). Raises AudioError."""
     sr = features.sample_rate
@@ -161,7 +168,7 @@ def prepare(path: str | os.PathLike, *, features: FeatureConfig, max_seconds: fl
         messages.append(f"key held {key_held:.2f} s")
     if rms(audio) == 0.0:
         raise AudioError(f"{path}: is digital silence after removing its DC offset")
-    level = float(rms(fit_length(audio, features.n_samples)))  # over what the model hears (0 if that is silent)
+    level = recording_level(audio, features=features)
     if features.target_rms_db is not None:
         audio = normalise_rms(audio, rms_db=features.target_rms_db, floor=0.0)  # float64; silence refused above
     truncated = len(audio) > features.n_samples

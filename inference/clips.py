@@ -78,12 +78,12 @@ def as_heard(audio: np.ndarray, *, features, level: float | None = None) -> np.n
     sound as the target's. Without it a render's own output volume set its noise floor: a near-sine target
     (Sirenengesang@48, recorded at RMS 0.01) scored one and the same render mss 0.91 at the target's level and 1.87
     at Vital's louder 0.1, where the yardstick means a gain to cost nothing (research/benchmarks.md)."""
-    from datagen.features import fit_length, prepare, rms
-    from inference.audio import AudioError
+    from datagen.features import prepare
+    from inference.audio import AudioError, recording_level
 
     audio = np.asarray(audio, np.float32)
     if level:  # None (not known) or 0 (the target is silent where the model hears it): scored at its own level
-        own = rms(fit_length(prepare(audio, sample_rate=features.sample_rate).audio, features.n_samples))
+        own = recording_level(prepare(audio, sample_rate=features.sample_rate).audio, features=features)
         if own > 0.0:
             audio = (audio * (level / own)).astype(np.float32)
     quiet = logging.getLogger("inference.audio")  # its remarks (key held, trimmed) are about the target, not this
