@@ -73,12 +73,21 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
 
 
+def _band_edges_hz(config: FeatureConfig) -> np.ndarray:
+    """(n_mels + 2,) Hz: the mel bands' corners, evenly spaced in mel; band i spans edges i .. i + 2."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(config.f_min), _hz_to_mel(config.f_max), config.n_mels + 2))
+
+
+def mel_band_hz(config: FeatureConfig) -> np.ndarray:
+    """(n_mels,) float64 Hz: each mel band's centre (its filter's peak)."""
+    return _band_edges_hz(config)[1:-1]
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(config: FeatureConfig) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) float32 Slaney-normalised triangular filters (equals librosa.filters.mel)."""
     fft_freqs = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
-    mel_pts = np.linspace(_hz_to_mel(config.f_min), _hz_to_mel(config.f_max), config.n_mels + 2)
-    hz_pts = _mel_to_hz(mel_pts)
+    hz_pts = _band_edges_hz(config)
     widths = np.diff(hz_pts)
     ramps = hz_pts[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]

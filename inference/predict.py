@@ -81,19 +81,23 @@ class Pipeline:
         model = checkpoint.build_model(ckpt, path).to(device)
         return cls(model=model, ckpt=ckpt, path=path, device=device)
 
+    def _outputs(self, mel: np.ndarray, target) -> dict:
+        """The heads' outputs (batch of 1) for a (n_mels, frames) log-mel of `target`, played at its note."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(mel)[None, None].to(self.device),
+                              torch.tensor([target.note.midi], device=self.device))
+
     def samples(self, target, *, n: int, seed: int = 0, jitter: float = 0.05) -> list:
         """`n` presets drawn from the network's distributions for `target`: each categorical choice and
         wavetable from its head's softmax, each continuous value moved by N(0, jitter). One forward pass."""
-        import torch
-
         from datagen.features import log_mel
         from training.decode import decode
 
         if n <= 0:
             return []
-        mel = log_mel(np.asarray(target.audio, np.float32), self.features)
-        with torch.inference_mode():
-            outputs = self.model(torch.from_numpy(mel)[None, None].to(self.device))
+        outputs = self._outputs(log_mel(np.asarray(target.audio, np.float32), self.features), target)
         outputs = {k: [t.expand(n, *t.shape[1:]) for t in v] if isinstance(v, (list, tuple))
                    else v.expand(n, *v.shape[1:]) for k, v in outputs.items()}
         rng = np.random.default_rng(seed)
@@ -124,8 +128,6 @@ class Pipeline:
 
     def predict(self, target, *, threshold: float = 0.5) -> Prediction:
         """target: an `inference.audio.Target` (mono audio at the model's rate, fitted, with its note)."""
-        import torch
-
         from datagen.features import log_mel
         from training.decode import decode
 
@@ -133,8 +135,7 @@ class Pipeline:
             raise ValueError(f"target is at {target.sample_rate} Hz, the model wants {self.features.sample_rate}")
         t0 = time.perf_counter()
         mel = log_mel(np.asarray(target.audio, np.float32), self.features)  # (n_mels, frames)
-        with torch.inference_mode():
-            outputs = self.model(torch.from_numpy(mel)[None, None].to(self.device))
+        outputs = self._outputs(mel, target)
         d = decode(outputs, registry=self.registry, catalog=self.catalog,
                    predicted_categorical=self.predicted_categorical, threshold=threshold,
                    pos_weight=self.pos_weight)[0]

@@ -100,11 +100,15 @@ def test_the_loss_config_travels_with_the_checkpoint(tiny_checkpoint, tmp_path):
     ckpt = load(tiny_checkpoint)
     assert ckpt["loss_config"]["modulation_pos_weight"] == LossConfig().modulation_pos_weight == 100.0
     assert contents(ckpt, tiny_checkpoint).loss == contents(slim(ckpt), tiny_checkpoint).loss
-    assert contents(_parts(), tmp_path / "c.pt").loss == LossConfig()
+    # before the trainer stored it: the defaults of then (squared continuous error)
+    assert contents(_parts(), tmp_path / "c.pt").loss == LossConfig(continuous_error="l2")
+    assert contents(_parts(loss_config={"modulation_pos_weight": 100.0}), tmp_path / "c.pt").loss.continuous_error == "l2"
+    assert ckpt["loss_config"]["continuous_error"] == "l1"  # today's default, stored
     four = contents(_parts(loss_config={"modulation_pos_weight": 4.0}), tmp_path / "c.pt")
     assert four.loss.modulation_pos_weight == 4.0
     for bad, fragment in (({"pos_weight": 3}, "unexpected keyword argument 'pos_weight'"),
-                          ({"modulation_pos_weight": 0.0}, "modulation_pos_weight 0.0 is not > 0"), ([1], "")):
+                          ({"modulation_pos_weight": 0.0}, "modulation_pos_weight 0.0 is not > 0"),
+                          ({"continuous_error": "l3"}, "continuous_error must be one of"), ([1], "")):
         with pytest.raises(CheckpointError) as e:
             contents(_parts(loss_config=bad), tmp_path / "c.pt")
         assert "corrupt loss_config (" in str(e.value) and fragment in str(e.value) and "\n" not in str(e.value)

@@ -186,7 +186,8 @@ def test_report_matches_one_batch_of_the_model(report, tiny, ckpt_path, registry
     ds = PresetDataset(tiny, split=None)
     batch = _batch(ds, registry, range(N_PRESETS))
     with torch.no_grad():
-        ref = metrics(model(batch["mel"]), batch, build_mask_spec(registry, tier=3), mc.predicted_categorical)
+        ref = metrics(model(batch["mel"], batch["midi_note"]), batch, build_mask_spec(registry, tier=3),
+                      mc.predicted_categorical)
     assert report["continuous_mse"] == pytest.approx(ref["continuous_mse"], rel=1e-4)
     assert report["categorical_accuracy"] == pytest.approx(ref["categorical_accuracy"], abs=1e-9)
     assert report["modulation_fn"] == ref["modulation_fn"] and report["modulation_tp"] == ref["modulation_tp"]

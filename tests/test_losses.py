@@ -137,12 +137,16 @@ def test_modulator_heard_only_in_rows_that_route_it(registry):
 # ------------------------------------------------------------------------------------------ continuous
 
 
-def test_continuous_loss_by_hand(registry):
+@pytest.mark.parametrize("error, expected", [
+    ("l2", (1.5 * 0.2**2 + 0.1**2 + 0.5 * 0.3**2) / (193 + 193 - 17)),  # = 0.115 / 369
+    ("l1", (1.5 * 0.2 + 0.1 + 0.5 * 0.3) / (193 + 193 - 17)),  # = 0.55 / 369
+])
+def test_continuous_loss_by_hand(registry, error, expected):
     spec = build_mask_spec(registry, tier=0)
     a, b, g, hidden = (cont_col(registry, n) for n in ("osc_1_level", "volume", "filter_1_cutoff", "osc_2_level"))
     raw = torch.ones(293)
     raw[a], raw[b] = 1.5, 0.5  # mean exactly 1: weights are 1.5, 0.5, 1 elsewhere
-    loss = PresetLoss(spec=spec, predicted_categorical=[], importance=raw)
+    loss = PresetLoss(spec=spec, predicted_categorical=[], importance=raw, config=LossConfig(continuous_error=error))
     batch, out = batch_and_outputs(registry, [])
     batch["categorical"][1, cat_col(registry, "osc_2_on")] = 0
     out["continuous"][0, a] += 0.2  # weight 1.5
@@ -151,7 +155,6 @@ def test_continuous_loss_by_hand(registry):
     out["continuous"][1, hidden] += 0.5  # osc 2 off in row 1: masked
     r = loss(out, batch, epoch=0)
     # real-preset masks; no row routes a modulator, so its 100 continuous controls are masked in both rows
-    expected = (1.5 * 0.2**2 + 0.1**2 + 0.5 * 0.3**2) / (193 + 193 - 17)  # = 0.115 / 369
     assert r["loss/continuous"].item() == pytest.approx(expected, rel=1e-5)
     assert r["loss"].item() == pytest.approx(expected, rel=1e-5)  # everything else is 0 at epoch 0
 

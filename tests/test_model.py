@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -14,6 +15,7 @@ from training.model import (
     BackboneError,
     ModelConfig,
     PresetEstimator,
+    band_octaves,
     load_pretrained_backbone,
     model_config_for,
 )
@@ -254,3 +256,56 @@ def test_categorical_heads_are_one_linear_each_computed_together(model):
     for a, b in zip(together, alone):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert "categorical.heads.0.weight" in model.state_dict()
+
+
+# ------------------------------------------------------------------------------- hearing the played note
+
+
+@pytest.fixture(scope="module")
+def hearing(config):
+    """The default model that also hears the played note (the default features' 128 bands, as `mel()`)."""
+    from datagen.features import FeatureConfig
+
+    torch.manual_seed(0)
+    return PresetEstimator(ModelConfig.from_dict({**config.to_dict(), "band_octaves": band_octaves(FeatureConfig())}))
+
+
+def test_the_note_plane_is_each_bands_octaves_above_the_note(hearing):
+    from datagen.features import FeatureConfig, mel_band_hz
+
+    centres = mel_band_hz(FeatureConfig())  # (128,) Hz
+    plane = hearing.note_plane(torch.tensor([69, 81, 60]), 5)  # A4 (440 Hz), A5, C4
+    assert plane.shape == (3, 1, 128, 5) and torch.equal(plane[..., 0], plane[..., 4])
+    np.testing.assert_allclose(4 * plane[0, 0, :, 0].numpy(), np.log2(centres / 440.0), atol=1e-5)
+    np.testing.assert_allclose(4 * plane[1, 0, :, 0].numpy(), np.log2(centres / 880.0), atol=1e-5)
+    np.testing.assert_allclose(4 * plane[2, 0, :, 0].numpy(), np.log2(centres / 261.6256), atol=1e-5)
+    assert abs(float(plane[0, 0, np.argmin(abs(centres - 440.0)), 0])) < 0.02  # the note's own band reads ~0
+
+
+def test_a_model_that_hears_the_note_answers_for_the_note(hearing, model, config):
+    hearing.eval()
+    model.eval()
+    with torch.no_grad():
+        low, high = hearing(mel(), torch.tensor([48, 48])), hearing(mel(), torch.tensor([60, 60]))
+        assert not torch.allclose(low["continuous"], high["continuous"])
+        assert torch.equal(low["continuous"], hearing(mel(), torch.tensor([48.0, 48.0]))["continuous"])
+        # a model that does not hear it ignores the note
+        assert torch.equal(model(mel(), torch.tensor([48, 48]))["continuous"], model(mel())["continuous"])
+    for note in (None, torch.tensor([60])):
+        with pytest.raises(ValueError, match="this model hears the played note: give"):
+            hearing(mel(), note)
+    assert hearing.backbone.conv1.weight.shape == (64, 2, 7, 7)  # log-mel and note plane
+    assert sum(p.numel() for p in hearing.parameters()) == N_PARAMS + 64 * 7 * 7
+    assert "band_octaves" not in hearing.state_dict()  # the config carries it, not the weights
+    assert ModelConfig.from_dict(json.loads(json.dumps(hearing.config.to_dict()))) == hearing.config
+    with pytest.raises(ValueError, match="band_octaves has 3 entries for 128 mel bands"):
+        ModelConfig.from_dict({**config.to_dict(), "band_octaves": [0.0, 1.0, 2.0]})
+
+
+def test_a_pretrained_backbone_starts_deaf_to_the_note(hearing, tmp_path):
+    state = save_imagenet_like(tmp_path / "resnet18.pth")
+    model = PresetEstimator(hearing.config)
+    load_pretrained_backbone(model, tmp_path / "resnet18.pth")
+    conv1 = model.backbone.conv1.weight
+    torch.testing.assert_close(conv1[:, 0], state["conv1.weight"].mean(dim=1))
+    assert torch.equal(conv1[:, 1], torch.zeros_like(conv1[:, 1]))

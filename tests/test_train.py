@@ -40,6 +40,8 @@ def test_loss_falls_and_checkpoints_rebuild(tiny, tmp_path, registry):
 
     model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"], strict=True)
+    # by default it hears the played note and fits the continuous values by absolute error
+    assert len(model.config.band_octaves) == model.config.n_mels and ckpt["loss_config"]["continuous_error"] == "l1"
     assert FeatureConfig.from_json(ckpt["feature_config"]).duration == 0.5
     # the data set's render config, not the defaults: inference renders candidates like the training rows
     assert RenderConfig.from_json(ckpt["render_config"]) == RenderConfig(render_length=0.5, note_length=0.25)
@@ -62,6 +64,7 @@ def test_gradient_accumulation_steps_once_per_window(tiny, tmp_path):
     (["--lr", "0"], "lr must be positive, got 0.0"),
     (["--epochs", "-1"], "epochs must be positive, got -1"),
     (["--precision", "fp16"], "'fp16' is not one of 'auto', 'bf16', 'fp32'"),
+    (["--continuous-error", "l3"], "'l3' is not one of 'l1', 'l2'"),
 ])
 def test_bad_configs(tiny, tmp_path, args, message):
     r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(tmp_path / "x"), *args])
@@ -97,10 +100,13 @@ def test_missing_data_and_other_registry(tiny, tmp_path):
 
 def test_cli_train_smoke(tiny, tmp_path):
     r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(tmp_path / "cli"), "--epochs", "1",
-                                  "--batch-size", "4", "--max-batches-per-epoch", "1"])
+                                  "--batch-size", "4", "--max-batches-per-epoch", "1", "--no-note",
+                                  "--continuous-error", "l2"])
     assert r.exit_code == 0, r.output
     assert "1 epochs, best val loss" in r.output
-    assert torch.load(tmp_path / "cli" / "latest.pt", weights_only=True)["state"]["step"] == 1
+    ckpt = torch.load(tmp_path / "cli" / "latest.pt", weights_only=True)
+    assert ckpt["state"]["step"] == 1
+    assert ckpt["model_config"]["band_octaves"] == [] and ckpt["loss_config"]["continuous_error"] == "l2"
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def contents(ckpt: dict, path: Path) -> Contents:
         part = "tier"
         tier = int(ckpt["tier"])
         part = "loss_config"
-        loss = LossConfig(**ckpt.get("loss_config", {}))
+        loss = LossConfig(**{"continuous_error": "l2", **ckpt.get("loss_config", {})})  # l2 before the field
         if loss.modulation_pos_weight <= 0:
             raise ValueError(f"modulation_pos_weight {loss.modulation_pos_weight} is not > 0")
     except (TypeError, ValueError, RecursionError) as e:  # WavetableError is a ValueError

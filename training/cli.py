@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from datagen.console import CliError, ConfigError, Group, setup_logging
-from training.train import PRECISIONS
+from training.train import CONTINUOUS_ERRORS, PRECISIONS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,9 +60,14 @@ def _default(name: str):
 @click.option("--wandb", is_flag=True, help="Also log to Weights & Biases (offline mode works).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
               help="bf16 autocast or float32; auto: bf16 on CUDA, float32 on a CPU.")
+@click.option("--no-note", is_flag=True,
+              help="A model that does not hear the played MIDI note (as every model before 2026-12-03).")
+@click.option("--continuous-error", type=click.Choice(CONTINUOUS_ERRORS), default=_default("continuous_error"),
+              show_default=True, help="The continuous head's error: absolute (l1) or squared (l2).")
 def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, weight_wavetable,
           weight_modulation, gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed,
-          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb, precision):
+          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb, precision, no_note,
+          continuous_error):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
     from datagen.wavetables import WavetableError
@@ -79,7 +84,7 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
             early_stopping_patience=early_stopping_patience, num_workers=num_workers, device=device, seed=seed,
             spec_augment=not no_spec_augment, pretrained=str(pretrained) if pretrained else None,
             freeze_stages=freeze_stages, max_batches_per_epoch=max_batches_per_epoch, resume=resume, wandb=wandb,
-            precision=precision)
+            precision=precision, hear_note=not no_note, continuous_error=continuous_error)
         result = run(config)
     except (ConfigError, DatasetError, WavetableError, CheckpointError, BackboneError, FileNotFoundError) as e:
         raise CliError(str(e).splitlines()[0]) from None

@@ -189,7 +189,7 @@ def _score(run: _Run, fit: dict, *, show_progress: bool) -> dict:
         for batch in tqdm(loader, desc="evaluate", disable=not show_progress, dynamic_ncols=True):
             b = len(batch["midi_note"])
             batch = {k: v.to(run.device) for k, v in batch.items()}
-            outputs = _each(run.model(batch["mel"]), lambda t: t.float())
+            outputs = _each(run.model(batch["mel"], batch["midi_note"]), lambda t: t.float())
             sums.update(outputs, batch)
             base_sums.update(baseline_outputs(fit, batch_size=b, spec=run.spec, predicted_categorical=predicted,
                                               n_wavetables=run.n_data_tables),

@@ -42,6 +42,9 @@ class LossConfig:
     label_smoothing: float = 0.1  # categorical and wavetable cross-entropy
     modulation_pos_weight: float = 100.0  # presence BCE: ~10 positive cells of 32 x 428 = 13,696
     modulation_warmup_epochs: float = 5.0  # modulation weight ramps 0 -> weight_modulation over this many epochs
+    # the continuous head's per-value error: "l1" |pred - target| (its minimiser is the conditional median,
+    # the MAE the metrics report), "l2" squared (the conditional mean; every checkpoint before 2026-12-03)
+    continuous_error: str = "l1"
     power_scale: float = 10.0  # power errors are divided by this, so its MSE is on a [-1, 1] scale
     importance_min: float = 0.1  # clip range of the mean-1 importance weights (see `importance_weights`)
     importance_max: float = 10.0
@@ -50,6 +53,12 @@ class LossConfig:
     weight_categorical: float = 1.0
     weight_modulation: float = 1.0
     weight_wavetable: float = 1.0
+
+    def __post_init__(self):
+        from training.train import CONTINUOUS_ERRORS
+
+        if self.continuous_error not in CONTINUOUS_ERRORS:
+            raise ValueError(f"continuous_error must be one of {CONTINUOUS_ERRORS}, got {self.continuous_error!r}")
 
 
 @dataclass(frozen=True, eq=False)

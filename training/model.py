@@ -5,6 +5,14 @@ Input: the log-mel of `datagen.features.log_mel`, (B, 1, n_mels, n_frames) or (B
 -14..+5, far from ImageNet's unit scale), then torchvision's resnet18 (conv1 takes 1 channel, fc removed)
 gives (B, 512) globally average-pooled features, which every head reads.
 
+A model can also hear the MIDI note its preset is played at (`ModelConfig.band_octaves` non-empty): a second
+input channel holds, on every row of the log-mel, how many octaves that mel band's centre lies above the note's
+fundamental (a quarter of it, so the plane spans about -1..2). Without it an oscillator an octave up played at
+C3 and the same preset played at C4 are one image, and the pooled CNN cannot tell which transpose made a pitch;
+inference renders at a known note (the clip's detected note), so the network is asked for the preset that
+sounds like the clip at that note. `forward(mel, note)` takes the notes as a (B,) tensor; a model without the
+plane ignores them.
+
 Output of `PresetEstimator.forward`: a dict keyed by head name, one entry per head of `training.heads.HEADS`
 (shapes listed there). Each head is a submodule under its own name (`model.continuous`, ...), beside
 `input_norm` and `backbone`: those names are the checkpoint's weight names.
@@ -25,6 +33,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
@@ -52,12 +61,18 @@ class ModelConfig:
     embed_dim: int = 64  # modulation source/destination embedding width
     hidden: int = 512  # MLP width of the continuous (and shared categorical) head
     categorical_mlp: bool = False  # False: one linear per categorical param; True: shared hidden layer first
+    # per mel band: log2(centre Hz / 440), `band_octaves(features)`; empty: the model does not hear the note
+    # (every checkpoint before 2026-12-03)
+    band_octaves: tuple[float, ...] = ()
     freeze_stages: int = 0  # 0..4: freeze conv1/bn1 and the first N of layer1..layer4
     dropout: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "categorical_classes", tuple(int(n) for n in self.categorical_classes))
         object.__setattr__(self, "predicted_categorical", tuple(int(i) for i in self.predicted_categorical))
+        object.__setattr__(self, "band_octaves", tuple(float(x) for x in self.band_octaves))
+        if self.band_octaves and len(self.band_octaves) != self.n_mels:
+            raise ValueError(f"band_octaves has {len(self.band_octaves)} entries for {self.n_mels} mel bands")
         if len(self.categorical_classes) != len(self.predicted_categorical):
             raise ValueError(f"{len(self.categorical_classes)} class counts for "
                              f"{len(self.predicted_categorical)} predicted categorical parameters")
@@ -97,11 +112,18 @@ def model_config_for(registry, *, n_wavetables: int, max_classes: int = 128, **o
     return ModelConfig(**fields)
 
 
-def _resnet18_backbone() -> nn.Module:
-    """torchvision resnet18, random init, conv1 with 1 input channel, fc removed: (B, 1, H, W) -> (B, 512)."""
+def band_octaves(features) -> tuple[float, ...]:
+    """`ModelConfig.band_octaves` for a `datagen.features.FeatureConfig`: log2(band centre Hz / 440) per band."""
+    from datagen.features import mel_band_hz
+
+    return tuple(float(x) for x in np.log2(mel_band_hz(features) / 440.0))
+
+
+def _resnet18_backbone(in_channels: int) -> nn.Module:
+    """torchvision resnet18, random init, conv1 with `in_channels` inputs, fc removed: (B, C, H, W) -> (B, 512)."""
     net = torchvision.models.resnet18(weights=None)
     old = net.conv1
-    net.conv1 = nn.Conv2d(1, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
+    net.conv1 = nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
                           padding=old.padding, bias=False)
     net.fc = nn.Identity()
     return net
@@ -112,7 +134,10 @@ class PresetEstimator(nn.Module):
         super().__init__()
         self.config = config
         self.input_norm = nn.BatchNorm2d(1)  # learned affine over the whole log-mel
-        self.backbone = _resnet18_backbone()
+        self.backbone = _resnet18_backbone(2 if config.band_octaves else 1)
+        # (n_mels,) octaves re A4; not a weight (persistent=False): the config carries it
+        self.register_buffer("band_octaves", torch.tensor(config.band_octaves, dtype=torch.float32),
+                             persistent=False)
         for name, head in HEADS.items():  # the attribute is the head's name: its weights' names in a checkpoint
             setattr(self, name, head.build(config, FEATURE_DIM))
         for module in self.frozen_modules():
@@ -133,18 +158,34 @@ class PresetEstimator(nn.Module):
             module.eval()
         return self
 
-    def features(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, 1, n_mels, n_frames) or (B, n_mels, n_frames) log-mel -> (B, 512) pooled features."""
+    @property
+    def hears_note(self) -> bool:
+        return bool(self.config.band_octaves)
+
+    def note_plane(self, note: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """(B,) MIDI notes -> (B, 1, n_mels, n_frames): each band's octaves above the note's fundamental / 4."""
+        above = self.band_octaves[None, :] - (note.to(self.band_octaves.dtype)[:, None] - 69.0) / 12.0  # (B, n_mels)
+        return (above / 4.0)[:, None, :, None].expand(-1, 1, -1, n_frames)
+
+    def features(self, mel: torch.Tensor, note: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 1, n_mels, n_frames) or (B, n_mels, n_frames) log-mel, and (B,) MIDI notes for a model that hears
+        the note (ignored otherwise) -> (B, 512) pooled features."""
         if mel.dim() == 3:
             mel = mel.unsqueeze(1)
         expected = (1, self.config.n_mels, self.config.n_frames)
         if mel.dim() != 4 or tuple(mel.shape[1:]) != expected:
             raise ValueError(f"expected a log-mel of shape (B, {expected[1]}, {expected[2]}) or "
                              f"(B, 1, {expected[1]}, {expected[2]}), got {tuple(mel.shape)}")
-        return self.backbone(self.input_norm(mel))
+        x = self.input_norm(mel)
+        if self.hears_note:
+            if note is None or tuple(note.shape) != (mel.shape[0],):
+                raise ValueError(f"this model hears the played note: give (B,) = ({mel.shape[0]},) MIDI notes, "
+                                 f"got {None if note is None else tuple(note.shape)}")
+            x = torch.cat([x, self.note_plane(note.to(x.device), x.shape[-1]).to(x.dtype)], dim=1)
+        return self.backbone(x)
 
-    def forward(self, mel: torch.Tensor) -> dict:
-        feat = self.features(mel)  # (B, 512)
+    def forward(self, mel: torch.Tensor, note: torch.Tensor | None = None) -> dict:
+        feat = self.features(mel, note)  # (B, 512)
         return {name: getattr(self, name)(feat) for name in HEADS}
 
 
@@ -171,7 +212,10 @@ def load_pretrained_backbone(model: PresetEstimator, path: str | Path) -> None:
     own = model.backbone.state_dict()
     conv1 = state.get("conv1.weight")
     if conv1 is not None and conv1.dim() == 4 and conv1.shape[1] == 3:
-        state["conv1.weight"] = conv1.mean(dim=1, keepdim=True)  # RGB -> mono, (64, 1, 7, 7)
+        conv1 = conv1.mean(dim=1, keepdim=True)  # RGB -> mono, (64, 1, 7, 7)
+        if model.hears_note:  # the note plane starts unheard: (64, 2, 7, 7)
+            conv1 = torch.cat([conv1, torch.zeros_like(conv1)], dim=1)
+        state["conv1.weight"] = conv1
     for key, value in own.items():  # old torchvision files have no BatchNorm batch counters
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value.clone()

@@ -53,6 +53,8 @@ class TrainConfig:
     resume: bool = False
     wandb: bool = False
     precision: str = "auto"  # "bf16" autocast, "fp32", or "auto": bf16 on CUDA, float32 on a CPU
+    hear_note: bool = True  # the model hears the played MIDI note (training.model: ModelConfig.band_octaves)
+    continuous_error: str = "l1"  # the continuous head's error: "l1" (absolute) or "l2" (squared); LossConfig
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
@@ -68,9 +70,13 @@ class TrainConfig:
             raise ConfigError("give at least one data set file")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.continuous_error not in CONTINUOUS_ERRORS:
+            raise ConfigError(f"continuous-error must be one of {', '.join(CONTINUOUS_ERRORS)}, "
+                              f"got {self.continuous_error!r}")
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+CONTINUOUS_ERRORS = ("l1", "l2")  # training.heads.continuous.loss
 
 
 def autocast_dtype(precision: str, device):
@@ -116,7 +122,8 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     model, model_config, n_tables = _model(config, registry, info, device)
     baseline = _baseline(train_set, model_config, registry=registry, n_wavetables=n_tables)
     loss_fn = _loss(registry, model_config, train_set, label_smoothing=config.label_smoothing,
-                    weight_wavetable=config.weight_wavetable, weight_modulation=config.weight_modulation).to(device)
+                    weight_wavetable=config.weight_wavetable, weight_modulation=config.weight_modulation,
+                    continuous_error=config.continuous_error).to(device)
 
     collate_fn = partial(collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations))
     train_sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed) if world > 1 else None
@@ -216,12 +223,13 @@ def _model(config: TrainConfig, registry, info, device) -> tuple:
     """(model on `device`, its ModelConfig, wavetable class count) for the data's features and catalog."""
     from datagen.features import FeatureConfig
     from datagen.wavetables import Catalog
-    from training.model import PresetEstimator, load_pretrained_backbone, model_config_for
+    from training.model import PresetEstimator, band_octaves, load_pretrained_backbone, model_config_for
 
     n_tables = len(Catalog.from_json(info.wavetable_catalog)) + 1  # class 0: the init preset's table
     features = FeatureConfig.from_json(info.feature_config)
     model_config = model_config_for(registry, n_wavetables=n_tables, freeze_stages=config.freeze_stages,
-                                    n_mels=features.n_mels, n_frames=features.n_frames)
+                                    n_mels=features.n_mels, n_frames=features.n_frames,
+                                    band_octaves=band_octaves(features) if config.hear_note else ())
     model = PresetEstimator(model_config)
     if config.pretrained:
         load_pretrained_backbone(model, config.pretrained)
@@ -318,7 +326,7 @@ def _train_epoch(net, loss_fn, loader, *, optimizer, scheduler, params, windows,
             mel = spec_augment(batch["mel"], generator=aug) if config.spec_augment else batch["mel"]
             sync = k == size - 1 or world == 1
             with (nullcontext() if sync else net.no_sync()), autocast:
-                parts = loss_fn(_float(net(mel)), batch, epoch=epoch + w / len(windows))
+                parts = loss_fn(_float(net(mel, batch["midi_note"])), batch, epoch=epoch + w / len(windows))
                 (parts["loss"] / size).backward()
             n = len(batch["midi_note"])
             seen += n
@@ -374,7 +382,7 @@ def _baseline(dataset, model_config, *, registry, n_wavetables: int) -> dict:
 
 
 def _loss(registry, model_config, dataset, *, label_smoothing: float, weight_wavetable: float = 1.0,
-          weight_modulation: float = 1.0):
+          weight_modulation: float = 1.0, continuous_error: str = "l1"):
     """The training loss for a data set: masks from its tier, importance weights from its first file."""
     import torch
 
@@ -385,7 +393,7 @@ def _loss(registry, model_config, dataset, *, label_smoothing: float, weight_wav
                       predicted_categorical=model_config.predicted_categorical,
                       importance=None if importance is None else torch.from_numpy(importance),
                       config=LossConfig(label_smoothing=label_smoothing, weight_wavetable=weight_wavetable,
-                                        weight_modulation=weight_modulation))
+                                        weight_modulation=weight_modulation, continuous_error=continuous_error))
 
 
 def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batch_size: int = 32) -> dict:
@@ -405,7 +413,8 @@ def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batc
     trained = ckpt["train_config"]
     loss_fn = _loss(registry, model_config, dataset, label_smoothing=trained["label_smoothing"],
                     weight_wavetable=trained.get("weight_wavetable", 1.0),  # checkpoints from before the option
-                    weight_modulation=trained.get("weight_modulation", 1.0))
+                    weight_modulation=trained.get("weight_modulation", 1.0),
+                    continuous_error=trained.get("continuous_error", "l2"))  # before the option: squared
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
         collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations)))
     return _validate(model, loss_fn, loader, torch.device("cpu"), 1)
@@ -431,7 +440,7 @@ def _validate(net, loss_fn, loader, device, world: int) -> dict:
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             # full modulation weight, so validation losses compare across the warm-up epochs
-            outputs = _float(net(batch["mel"]))
+            outputs = _float(net(batch["mel"], batch["midi_note"]))
             for i in range(len(batch["midi_note"])):
                 row = lambda x: [t[i:i + 1] for t in x] if isinstance(x, list) else x[i:i + 1]  # noqa: E731
                 parts = loss_fn({k: row(v) for k, v in outputs.items()}, {k: v[i:i + 1] for k, v in batch.items()},

@@ -40,14 +40,14 @@ def main():
     t0 = time.perf_counter()
     for step in range(args.steps):
         model.train()
-        parts = loss_fn(model(batch["mel"]), batch, epoch=1.0)
+        parts = loss_fn(model(batch["mel"], batch["midi_note"]), batch, epoch=1.0)
         opt.zero_grad()
         parts["loss"].backward()
         opt.step()
         if step % 25 == 0 or step == args.steps - 1:
             with torch.no_grad():
                 model.eval()
-                ev = loss_fn(model(batch["mel"]), batch, epoch=1.0)
+                ev = loss_fn(model(batch["mel"], batch["midi_note"]), batch, epoch=1.0)
             print(f"step {step:4d} ({time.perf_counter() - t0:5.1f} s) train " + " ".join(
                 f"{k.split('/')[-1]}={float(v):.4f}" for k, v in parts.items() if k in (
                     "loss", "loss/continuous", "loss/categorical", "loss/wavetable", "loss/modulation"))

@@ -45,9 +45,9 @@ def main() -> None:
     with ItemAudio(ds) as audio:
         for i in rows:
             mel = torch.from_numpy(np.asarray(ds[i]["mel"], np.float32))[None, None]  # (1, 1, n_mels, frames)
-            with torch.inference_mode():
-                outputs = pipe.model(mel)
             note, target = audio.midi_note(i), audio.target(i)
+            with torch.inference_mode():
+                outputs = pipe.model(mel, torch.tensor([note]))
             for name, kw in variants.items():
                 preset = decode(outputs, registry=pipe.registry, catalog=pipe.catalog,
                                 predicted_categorical=pipe.predicted_categorical, **kw)[0].preset

@@ -1,7 +1,8 @@
 """The continuous head: every continuous control of the registry, as its normalised value in [0, 1].
 
 Output (B, n_continuous) after a sigmoid, registry.continuous order (the preset contract's normalised values).
-Loss: importance-weighted squared error over the unmasked entries / their count. Decoded values are clamped to
+Loss: importance-weighted absolute (LossConfig.continuous_error "l1") or squared ("l2") error over the unmasked
+entries / their count. Decoded values are clamped to
 [0, 1]. Metrics: masked MSE and MAE, overall and per registry module. Baseline: each column's masked mean.
 """
 
@@ -32,8 +33,10 @@ def build(config, in_dim: int) -> ContinuousHead:
 
 
 def loss(output: torch.Tensor, batch: dict, masks: dict, ctx) -> dict[str, torch.Tensor]:
-    """Importance-weighted squared error (ctx.importance, (n_cont,)), normalised by the unmasked entries."""
-    err = (output - batch["continuous"]) ** 2  # (B, n_cont)
+    """Importance-weighted absolute or squared error (ctx.config.continuous_error; ctx.importance, (n_cont,)),
+    normalised by the unmasked entries."""
+    diff = output - batch["continuous"]  # (B, n_cont)
+    err = diff.abs() if ctx.config.continuous_error == "l1" else diff ** 2
     mask = masks["continuous"]
     return {"continuous": (ctx.importance * mask * err).sum() / mask.sum().clamp_min(1.0)}
 
