@@ -34,7 +34,8 @@ def test_the_default_checkpoint_is_small_half_precision_and_loads(pipeline):
     assert pipeline.tier == 0 and pipeline.draw_tier == 3  # perturbed real presets; searches draw from tier 3
     assert pipeline.render == RenderConfig()  # trained on renders at 44100 Hz, velocity 0.8, key held 1.5 s of 2 s
     assert len(pipeline.importance) == len(pipeline.registry.continuous)
-    assert pipeline.pos_weight == 100.0  # stored before loss_config was: the default it was trained with
+    assert pipeline.pos_weight == 100.0 and ckpt["loss_config"]["continuous_error"] == "l1"
+    assert pipeline.model.hears_note  # it is told the note a clip is played at (research/model_card.md)
 
 
 def test_four_to_six_example_clips_of_one_note_each(pipeline):
