@@ -382,7 +382,7 @@ def _baseline(dataset, model_config, *, registry, n_wavetables: int) -> dict:
 
 
 def _loss(registry, model_config, dataset, *, label_smoothing: float, weight_wavetable: float = 1.0,
-          weight_modulation: float = 1.0, continuous_error: str = "l1"):
+          weight_modulation: float = 1.0, continuous_error: str):
     """The training loss for a data set: masks from its tier, importance weights from its first file."""
     import torch
 
