@@ -10,8 +10,8 @@ input channel holds, on every row of the log-mel, how many octaves that mel band
 fundamental (a quarter of it, so the plane spans about -1..2). Without it a preset with an oscillator an octave
 up played at C3 and the same preset played at C4 look nearly alike, so no transpose can be read from the sound;
 inference renders at a known note (the clip's detected note), so the network is asked for the preset that
-sounds like the clip at that note (research/learnability.md, section 13). `forward(mel, note)` takes the notes as a (B,) tensor; a model without the
-plane ignores them.
+sounds like the clip at that note (research/learnability.md, section 13). `forward(mel, note)` takes the notes
+as a (B,) tensor; a model without the plane ignores them.
 
 Output of `PresetEstimator.forward`: a dict keyed by head name, one entry per head of `training.heads.HEADS`
 (shapes listed there). Each head is a submodule under its own name (`model.continuous`, ...), beside

@@ -414,7 +414,7 @@ def validate(checkpoint_path: Path, data: list[str], *, split: str = "val", batc
     loss_fn = _loss(registry, model_config, dataset, label_smoothing=trained["label_smoothing"],
                     weight_wavetable=trained.get("weight_wavetable", 1.0),  # checkpoints from before the option
                     weight_modulation=trained.get("weight_modulation", 1.0),
-                    continuous_error=trained.get("continuous_error", "l2"))  # before the option: squared
+                    continuous_error=checkpoint.contents(ckpt, checkpoint_path).loss.continuous_error)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(
         collate, n_sources=len(registry.sources), n_destinations=len(registry.destinations)))
     return _validate(model, loss_fn, loader, torch.device("cpu"), 1)
