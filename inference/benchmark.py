@@ -21,7 +21,9 @@ distance, MFCC L1, loudness L1).
 
 Output folder: `clips.jsonl` (one line per clip, its records for every method x budget, appended as each clip
 finishes: an interrupted run resumes at the clip it was scoring), then the report (`inference.report`):
-`results.md` (means with bootstrap 95% intervals), `results.png`, `summary.json`.
+`results.md` (means with bootstrap 95% intervals), `results.png`, `summary.json`. With `keep_presets`, also
+`presets/CLIP/METHOD@BUDGET.vital`: every scored preset, to listen to in Vital or to take apart (which control made
+a search's pick sound far from its target), written before the clip's line, so a scored clip has its presets.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class BenchmarkConfig:
     proposals: int = 32  # starts of the "proposals+..." methods (inference.proposals), within the budget
     fixed_key_held: float | None = None  # searches and scoring render with the key held this long instead of the
     #                                      clip's detected key-held time (what every search did before it was read)
+    keep_presets: bool = False  # also write every scored preset (`presets_dir`), not only its scores
 
     def __post_init__(self):
         if not self.methods:
@@ -111,23 +114,48 @@ def _search(method: str, clip: Clip, *, starts: list, pipeline, budgets: tuple[i
     return {b: (s.preset, s.loss, s.evaluations, s.seconds) for b, s in r.snapshots.items()}
 
 
-def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, bank=None, on_step=None) -> dict:
+def run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool=None, bank=None, on_step=None,
+             presets: Path | None = None) -> dict:
     """Every method at every budget on one clip: {clip, note, floor (metrics of the second render, or None),
     records: one per (method, budget)}. pool: a RenderPool to share across clips (default: one for this clip).
-    on_step(method) is called as each method starts (progress)."""
+    on_step(method) is called as each method starts (progress). presets: a folder to write each scored preset
+    to, as METHOD@BUDGET.vital (None: none written)."""
     from inference.objective import render_pool
 
     with render_pool(config.threads, sample_rate=pipeline.render.sample_rate, pool=pool) as pool:
-        return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank, on_step=on_step)
+        return _run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank, on_step=on_step,
+                         presets=presets)
 
 
-def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_step) -> dict:
+def _run_clip(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_step, presets) -> dict:
     from inference.metrics import score
 
     floor = score(clip.floor, clip.target.audio) if clip.floor is not None else None
     results = _method_presets(clip, pipeline=pipeline, config=config, pool=pool, bank=bank, on_step=on_step)
     records = _records(clip, results, pipeline=pipeline, pool=pool)
+    if presets is not None:
+        _write_presets(clip, results, records, folder=presets, registry=pipeline.registry)
     return {"clip": clip.name, "note": clip.note, "floor": floor, "records": records}
+
+
+def presets_dir(out_dir: Path, clip_name: str) -> Path:
+    """Where a run with `keep_presets` writes a clip's presets: OUT/presets/CLIP (a path separator in the clip's
+    name becomes "_")."""
+    return Path(out_dir) / "presets" / clip_name.replace("/", "_").replace("\\", "_")
+
+
+def _write_presets(clip: Clip, results: dict, records: list[dict], *, folder: Path, registry) -> None:
+    """Each (method, budget)'s preset as folder/METHOD@BUDGET.vital, named in Vital after the clip, the method and
+    its mss (atomic writes: a run killed mid-clip leaves no half-written file, and its rerun rewrites them)."""
+    from inference.export import export
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        preset = results[(r["method"], r["budget"])][0]
+        mss = f"mss {r['metrics']['mss']:.3f}" if r["metrics"] else "did not render"
+        export(preset, folder / f"{r['method']}@{r['budget']}.vital", registry=registry,
+               name=f"{clip.name} {r['method']}@{r['budget']}",
+               comments=f"inference benchmark: {r['method']} at {r['budget']} renders on {clip.name}, {mss}")
 
 
 def _method_presets(clip: Clip, *, pipeline, config: BenchmarkConfig, pool, bank, on_step) -> dict:
@@ -219,7 +247,8 @@ def run(clips: list[PendingClip], *, pipeline, config: BenchmarkConfig, out_dir,
             if clip is None:
                 continue
             line = run_clip(clip, pipeline=pipeline, config=config, pool=pool, bank=bank,
-                            on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"))
+                            on_step=lambda method: bar.set_postfix_str(f"{clip.name}: {method}"),
+                            presets=presets_dir(out_dir, clip.name) if config.keep_presets else None)
             with jsonl.open("a") as f:  # one clip per line: an interrupted run loses at most the clip in flight
                 f.write(json.dumps(line) + "\n")
     names = {c.name for c in clips}

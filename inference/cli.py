@@ -334,8 +334,10 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Only the presets a folder's README.md lists in this half of the fixed split (score on 'score').")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--keep-presets", is_flag=True,
+              help="Also write every scored preset, as OUTPUT/presets/CLIP/METHOD@BUDGET.vital.")
 def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, key_held, search_key_held, max_clips,
-              bank_path, split, threads, seed):
+              bank_path, split, threads, seed, keep_presets):
     """Score the init preset, the network, random search and any registered search from any start on targets."""
     from datagen.dataset import DatasetError
     from datagen.wavetables import WavetableError
@@ -350,7 +352,7 @@ def benchmark(inputs, output, checkpoint, methods, budgets, proposals, notes, ke
 
         config = BenchmarkConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                                  budgets=_ints(budgets, "budgets"), threads=threads, seed=seed, proposals=proposals,
-                                 fixed_key_held=search_key_held)
+                                 fixed_key_held=search_key_held, keep_presets=keep_presets)
         note_list, held = _notes(notes), _floats(key_held, "key-held")
         try:
             output.mkdir(parents=True, exist_ok=True)

@@ -174,6 +174,29 @@ def test_a_second_run_resumes_and_a_cut_line_is_redone(run_dir, tiny_checkpoint,
     assert {r["method"] for r in lines[1]["records"]} == {"init", "network"}  # rescored with this run's methods
 
 
+def test_kept_presets_are_the_scored_ones(tiny_checkpoint, targets, tmp_path, registry):
+    """--keep-presets writes one .vital per record, and each one, rendered as the benchmark renders it, scores
+    its record's mss."""
+    out = tmp_path / "out"
+    args = ["benchmark", "-i", str(targets / "saw_pluck.vital"), "-c", str(tiny_checkpoint), "-o", str(out),
+            "--budgets", "0,6", "--notes", "48", "--methods", "init,network+cma", "--threads", "1", "--keep-presets"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (line,) = read_lines(out / "clips.jsonl")
+    folder = out / "presets" / "saw_pluck@48"
+    assert sorted(p.name for p in folder.iterdir()) == ["init@0.vital", "network+cma@6.vital"]
+    kept = read_vital(folder / "network+cma@6.vital", registry=registry)
+    assert kept.meta["preset_name"] == "saw_pluck@48 network+cma@6"
+    record = next(r for r in line["records"] if r["method"] == "network+cma")
+    pipeline = Pipeline.from_checkpoint(tiny_checkpoint)
+    (clip,) = [c.build() for c in list_clips([targets / "saw_pluck.vital"], features=pipeline.features,
+                                             render=pipeline.render, notes=(48,))]
+    audio = Renderer(pipeline.render.for_clip(seconds=len(clip.target.audio) / 44100, key_held=clip.played)).render(
+        deterministic(kept), note=48)
+    heard = as_heard(audio, features=pipeline.features, level=clip.target.level)
+    assert score(heard, clip.target.audio)["mss"] == pytest.approx(record["metrics"]["mss"], rel=1e-4)
+
+
 def _clip(name, mss_by_method, floor=None):
     return {"clip": name, "note": 60, "floor": floor, "records": [
         {"method": m, "budget": b, "evaluations": b, "objective": 0.0, "seconds": 1.0,

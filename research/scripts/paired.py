@@ -2,6 +2,7 @@
 bootstrap 95% interval (clips resampled together) and on how many clips A is lower.
 
     python research/scripts/paired.py A/clips.jsonl METHOD[@BUDGET] B/clips.jsonl METHOD[@BUDGET]
+A file may also be one of research/scripts/objective_ab.py's (one record per line, with its clip).
 e.g. python research/scripts/paired.py data/r15/sound_shipped/clips.jsonl network data/r15/sound_old/clips.jsonl network
 """
 
@@ -12,12 +13,13 @@ from inference.metrics import METRICS, paired_ratio_ci
 
 
 def scores(path: str, spec: str) -> dict[str, dict]:
-    """clip -> metrics of the record of `spec` ("method" or "method@budget") in a benchmark's clips.jsonl."""
+    """clip -> metrics of the record of `spec` ("method" or "method@budget") in a benchmark's clips.jsonl (or
+    in objective_ab.py's output, whose lines are one record each)."""
     method, _, budget = spec.partition("@")
     out = {}
     for line in open(path):
         clip = json.loads(line)
-        for r in clip["records"]:
+        for r in clip.get("records", [clip]):
             if r["method"] == method and (not budget or r["budget"] == int(budget)) and r["metrics"]:
                 out[clip["clip"]] = r["metrics"]
     return out
