@@ -177,6 +177,8 @@ def test_a_second_run_resumes_and_a_cut_line_is_redone(run_dir, tiny_checkpoint,
 def test_kept_presets_are_the_scored_ones(tiny_checkpoint, targets, tmp_path, registry):
     """--keep-presets writes one .vital per record, and each one, rendered as the benchmark renders it, scores
     its record's mss."""
+    from inference.objective import Objective, render_pool
+
     out = tmp_path / "out"
     args = ["benchmark", "-i", str(targets / "saw_pluck.vital"), "-c", str(tiny_checkpoint), "-o", str(out),
             "--budgets", "0,6", "--notes", "48", "--methods", "init,network+cma", "--threads", "1", "--keep-presets"]
@@ -191,9 +193,10 @@ def test_kept_presets_are_the_scored_ones(tiny_checkpoint, targets, tmp_path, re
     pipeline = Pipeline.from_checkpoint(tiny_checkpoint)
     (clip,) = [c.build() for c in list_clips([targets / "saw_pluck.vital"], features=pipeline.features,
                                              render=pipeline.render, notes=(48,))]
-    audio = Renderer(pipeline.render.for_clip(seconds=len(clip.target.audio) / 44100, key_held=clip.played)).render(
-        deterministic(kept), note=48)
-    heard = as_heard(audio, features=pipeline.features, level=clip.target.level)
+    with render_pool(1, sample_rate=44100) as pool:  # a pristine fork, as the benchmark rendered it
+        (rendered,) = Objective(clip.target.audio, note=48, render=pipeline.render, key_held=clip.played).renders(
+            [kept], pool=pool)
+    heard = as_heard(rendered.audio, features=pipeline.features, level=clip.target.level)
     assert score(heard, clip.target.audio)["mss"] == pytest.approx(record["metrics"]["mss"], rel=1e-4)
 
 
