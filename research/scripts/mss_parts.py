@@ -8,8 +8,9 @@ targets.
 
 The targets are rebuilt as the run built them (same arguments: a rendered target is a pure function of preset
 and note), each kept preset is rendered as the benchmark renders it (at the clip's note and key-held time, random
-phase off, in the render pool's pristine forks as the benchmark renders them, then `as_heard`), and `MultiScaleSpectralDistance` is split into its parts; the parts' sum is the
-record's mss (checked). Results: research/benchmarks.md, "Where mss and the objective part" (tenth session).
+phase off, in the render pool's pristine forks, then `as_heard`), and `MultiScaleSpectralDistance` is split into
+its parts; the parts' sum is the record's mss (checked). Results: research/benchmarks.md, "The default budget
+with the model that hears the note, and where mss comes from" (tenth session).
 """
 
 import argparse
@@ -51,6 +52,7 @@ def main() -> None:
     from inference.clips import list_clips
     from inference.objective import render_pool
     from inference.predict import Pipeline
+    from inference.report import read_lines
 
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir", type=Path)
@@ -60,7 +62,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     pipeline = Pipeline.from_checkpoint(None)
-    lines = {json.loads(s)["clip"]: json.loads(s) for s in (args.out_dir / "clips.jsonl").read_text().splitlines()}
+    lines = {c["clip"]: c for c in read_lines(args.out_dir / "clips.jsonl")}
     clips = list_clips([args.input], features=pipeline.features, render=pipeline.render, split=args.split,
                        max_clips=args.max_clips, seed=args.seed)
     rows = []
