@@ -143,6 +143,9 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
               default=str(GenerateConfig.sampler_version), show_default=True,
               help="2 orders oscillators and filters canonically; 1 reproduces data sets made before it.")
 @notes_option(GenerateConfig.notes)
+@click.option("--note-shift", type=click.IntRange(min=0), default=GenerateConfig.note_shift, show_default=True,
+              help="Move each preset's notes together by a random -N..N semitones (fixed by seed and index), so the "
+                   "rows cover every note around --notes at no extra renders.")
 @length_options
 @no_audio_option
 @shard_option(help="Write the i-th of N independent shards (e.g. a SLURM array task); join with `merge`.")
@@ -156,8 +159,8 @@ def bench_generate(count: int, tiers: tuple[int, ...], workdir: Path) -> None:
 @click.option("--recombine", type=click.FloatRange(0, 1), default=PerturbConfig.p_recombine, show_default=True,
               help="With --perturb-from: the chance that each module is first taken from another build preset.")
 @quiet_option
-def generate(tier, n_presets, output, workers, seed, sampler_version, notes, length, note_length, no_audio, shard,
-             chunk_size, wavetables_from, perturb_from, recombine, quiet):
+def generate(tier, n_presets, output, workers, seed, sampler_version, notes, note_shift, length, note_length, no_audio,
+             shard, chunk_size, wavetables_from, perturb_from, recombine, quiet):
     """Generate a training data set (resumable: rerun the same command after an interruption)."""
     from datagen.dataset import DatasetError
     from datagen.features import FeatureConfig
@@ -175,7 +178,7 @@ def generate(tier, n_presets, output, workers, seed, sampler_version, notes, len
     try:
         config = GenerateConfig(
             tier=tier, n_presets=n_presets, seed=seed, sampler_version=int(sampler_version), notes=notes,
-            store_audio=not no_audio, shard=shard,
+            note_shift=note_shift, store_audio=not no_audio, shard=shard,
             chunk_size=chunk_size, wavetables_from=str(wavetables_from.resolve()) if wavetables_from else None,
             perturb_from=str(perturb_from.resolve()) if perturb_from else None,
             perturb=PerturbConfig(p_recombine=recombine),

@@ -47,6 +47,10 @@ class GenerateConfig:
     seed: int = 0
     sampler_version: int = 2  # `datagen.sampler.VERSIONS`: 2 orders interchangeable slots canonically
     notes: tuple[int, ...] = (48, 60, 72)  # MIDI notes rendered per preset (one row each)
+    # each preset's notes move together by k semitones, k uniform in -note_shift..note_shift and a pure function
+    # of (seed, index): with 12 the rows cover every note from 12 below the lowest to 12 above the highest, so a
+    # model that hears the note sees it between and beyond the fixed notes, at no extra renders
+    note_shift: int = 0
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
     store_audio: bool = True
@@ -69,6 +73,10 @@ class GenerateConfig:
             raise ConfigError(f"{n} shards for {self.n_presets} presets leaves shards empty")
         if not self.notes or any(not 0 <= x <= 127 for x in self.notes):
             raise ConfigError(f"notes must be MIDI numbers 0..127, got {self.notes}")
+        if self.note_shift < 0:
+            raise ConfigError(f"the note shift must be >= 0 semitones, got {self.note_shift}")
+        if min(self.notes) - self.note_shift < 0 or max(self.notes) + self.note_shift > 127:
+            raise ConfigError(f"notes {self.notes} shifted by up to {self.note_shift} semitones leave MIDI 0..127")
         if self.render.sample_rate != self.features.sample_rate:
             raise ConfigError("render and feature sample rates differ")
         self.sampler_config  # validates the tier and version
@@ -76,6 +84,15 @@ class GenerateConfig:
     @property
     def sampler_config(self) -> SamplerConfig:
         return SamplerConfig(tier=self.tier, seed=self.seed, version=self.sampler_version)
+
+    def notes_of(self, index: int) -> tuple[int, ...]:
+        """The MIDI notes preset `index` is rendered at (its rows' `midi_note`): `notes`, shifted together."""
+        if not self.note_shift:
+            return self.notes
+        from datagen.sampler import seed_of
+
+        k = int(np.random.default_rng(seed_of(self.seed, index, 0, 7)).integers(-self.note_shift, self.note_shift + 1))
+        return tuple(n + k for n in self.notes)
 
     @property
     def data_tier(self) -> int:
@@ -153,7 +170,7 @@ def rejection(audio: np.ndarray, config: GenerateConfig) -> str | None:
 
 def _handler(config: GenerateConfig):
     """Built once per worker process (then forked per request, so every request starts from this state).
-    Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text) -> (notes, samples).
+    Requests: ("sample", index, attempt) -> result dict; ("render", vital_json_text, notes) -> (notes, samples).
 
     No torch here: the mel is computed by the parent, so the process forked per request stays small (a fork
     of a process holding torch costs ~30 ms, of one holding only vita ~15 ms)."""
@@ -169,10 +186,10 @@ def _handler(config: GenerateConfig):
 
     def handle(request: tuple) -> dict | np.ndarray:
         if request[0] == "render":
-            return renderer.render_notes(request[1], config.notes)
+            return renderer.render_notes(request[1], request[2])
         _, index, attempt = request
         preset = sampler.sample(index, attempt)
-        audio = renderer.render_notes(preset, config.notes)  # (notes, samples)
+        audio = renderer.render_notes(preset, config.notes_of(index))  # (notes, samples)
         reason = rejection(audio, config)
         if reason:
             return {"rejected": reason}
@@ -236,7 +253,7 @@ class _Run:
             r = self.one(i, self.rejected[c])
             pcm = to_pcm(r["audio"])  # (notes, samples) int16: accepted renders never clip
             rows = preset_rows(
-                i, r["labels"], notes=self.config.notes, rms=r["rms"], peak=r["peak"],
+                i, r["labels"], notes=self.config.notes_of(i), rms=r["rms"], peak=r["peak"],
                 mel=clip_mels(from_pcm(pcm), self.config.features).astype(np.float16),
                 audio=pcm if self.config.store_audio else None)
             with self.lock:
@@ -318,15 +335,16 @@ def generate(output: Path, config: GenerateConfig, *, workers: int = 1, show_pro
 
 class LabelRenderer:
     """Renders presets exactly as `generate` rendered a data set's rows (same worker state, forked per
-    request), so labels re-rendered reproduce the stored audio. `render(preset) -> (notes, samples)`."""
+    request), so labels re-rendered reproduce the stored audio. `render(preset, notes) -> (notes, samples)`: give
+    the notes its rows were rendered at (`GenerateConfig.notes_of(preset_index)`), all of them, in order."""
 
     def __init__(self, config: GenerateConfig):
         from datagen.isolation import Worker
 
         self._worker = Worker(_handler, config, timeout=300.0, fork=True)
 
-    def render(self, preset) -> np.ndarray:
-        return self._worker.call(("render", preset.to_vital_text()), label=f"preset {preset.name!r}")
+    def render(self, preset, notes: tuple[int, ...]) -> np.ndarray:
+        return self._worker.call(("render", preset.to_vital_text(), tuple(notes)), label=f"preset {preset.name!r}")
 
     def close(self) -> None:
         self._worker.close()
@@ -345,6 +363,20 @@ def config_of(attrs: dict) -> GenerateConfig:
     return GenerateConfig(**{**d, "notes": tuple(d["notes"]), "shard": tuple(d["shard"]),
                              "render": RenderConfig(**d["render"]), "features": FeatureConfig(**d["features"]),
                              "perturb": PerturbConfig(**d.get("perturb", {}))})
+
+
+def label_config(attrs: dict) -> GenerateConfig:
+    """The GenerateConfig whose LabelRenderer renders like a data set's rows: `config_of` for generated sets;
+    for ingested ones (whose manifest is not a GenerateConfig) one built from their notes and render settings.
+    `wavetables_from` and `perturb_from` are dropped: renders take everything from the preset, and the folders
+    may be gone."""
+    try:
+        config = config_of(attrs)
+    except (KeyError, TypeError, ValueError):
+        config = GenerateConfig(notes=tuple(json.loads(attrs["notes"])),
+                                render=RenderConfig(**json.loads(attrs["render_config"])),
+                                features=FeatureConfig.from_json(attrs["feature_config"]))
+    return replace(config, wavetables_from=None, perturb_from=None)
 
 
 def _prepare_parts(parts: Path, manifest: dict) -> None:

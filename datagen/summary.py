@@ -366,10 +366,12 @@ def row_audio(path: Path, row: int) -> RowAudio:
                            f"vita has {registry.fingerprint}; cannot re-render a set without audio")
     preset = preset_from_row(labels, registry=registry, catalog=load_catalog(attrs))
     config = RenderConfig(**json.loads(attrs["render_config"]))
-    notes = tuple(json.loads(attrs["notes"]))
+    from datagen.generate import label_config
+
+    notes = label_config(attrs).notes_of(index)
     if note not in notes:
         notes = (note,)
-    # As generate and ingest render: every note of the set in order, in a fork of a pristine worker (Vital's
+    # As generate and ingest render: every note of the preset's rows in order, in a fork of a pristine worker (Vital's
     # state depends on process history), so a re-render reproduces the stored audio.
     with Worker(_render_notes_handler, config, timeout=300.0, fork=True) as worker:
         try:

@@ -12,14 +12,14 @@ from click.testing import CliRunner
 
 from datagen.dataset import DatasetError, load_catalog, preset_from_row
 from datagen.features import FeatureConfig
-from datagen.generate import GenerateConfig, generate
+from datagen.generate import GenerateConfig, generate, label_config
 from datagen.preset import init_preset
 from datagen.render import RenderConfig
 from training.checkpoint import load
 from training.cli import main
 from training.data import PresetDataset, collate, routed_from_slots
 from training.decode import decode
-from training.audio import ItemAudio, render_config, spectral_distance
+from training.audio import ItemAudio, spectral_distance
 from training.evaluate import EvaluateConfig, evaluate
 from training.losses import build_mask_spec, masks, routed_sources
 from training.metrics import MetricSums, metrics
@@ -239,8 +239,8 @@ def test_perfect_prediction_renders_the_target_exactly(tiny, registry):
     assert any(m.destination == "modulation_1_power" for m in preset.modulations)  # slot order matters here
     with ItemAudio(ds) as audio:
         target = audio.target(2)
-        predicted = audio.render(preset, audio.midi_note(2))
-        init = audio.render(init_preset(registry), 60)
+        predicted = audio.render(preset, 2)
+        init = audio.render(init_preset(registry), 2)
     assert audio.stored and target.shape == (22050,)
     assert spectral_distance(predicted, target) < 1e-3 and np.array_equal(predicted, target)
     assert spectral_distance(init, target) > 0.5  # the distance does tell sounds apart
@@ -266,13 +266,13 @@ def test_spectral_distance_closed_forms():
     assert spectral_distance(np.sin(2 * np.pi * 880 * t), a) > 1.0
 
 
-def test_render_config_of_an_ingested_set():
+def test_label_config_of_an_ingested_set():
     render = {"sample_rate": 44100, "velocity": 0.8, "note_length": 0.25, "render_length": 0.5, "mono": True}
     features = FeatureConfig(duration=0.5)
     manifest = {"config": {"notes": [48, 60], "render": render, "features": json.loads(features.to_json()),
                            "store_audio": True, "min_peak": 1e-4}}
-    config = render_config({"manifest": json.dumps(manifest), "notes": "[48, 60]",
-                            "render_config": json.dumps(render), "feature_config": features.to_json()})
+    config = label_config({"manifest": json.dumps(manifest), "notes": "[48, 60]",
+                           "render_config": json.dumps(render), "feature_config": features.to_json()})
     assert config.notes == (48, 60) and config.render == RenderConfig(**render) and config.features == features
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from datagen.cli import main
 from datagen.dataset import SCHEMA_VERSION, dense_modulation, load_catalog, preset_from_row, read_attrs
 from datagen.isolation import INJECT_SEGFAULT_ENV
-from datagen.generate import LabelRenderer, config_of
+from datagen.generate import GenerateConfig, LabelRenderer, config_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--length", "0.5", "--note-length", "0.25", "--notes", "60,72", "--quiet"]
@@ -86,8 +86,39 @@ def test_labels_rerendered_reproduce_the_stored_audio(tier3, registry):
         for i in range(0, 150, 3):
             preset = preset_from_row({k: c[k][i] for k in ("continuous", "categorical", "wavetable", "modulation")},
                                      registry=registry, catalog=catalog)
-            audio = renderer.render(preset)  # (3 notes, samples)
+            audio = renderer.render(preset, (48, 60, 72))  # (3 notes, samples)
             for j in range(3):
+                np.testing.assert_array_equal(np.round(audio[j] * 32767).astype(np.int16), c["audio"][i + j])
+
+
+def test_shifted_notes_are_a_pure_function_of_seed_and_index():
+    config = GenerateConfig(notes=(48, 60, 72), note_shift=12, seed=11)
+    shifts = [config.notes_of(i)[0] - 48 for i in range(500)]
+    assert set(shifts) == set(range(-12, 13))  # every shift, and nothing beyond
+    assert all(config.notes_of(i) == tuple(n + k for n in (48, 60, 72)) for i, k in enumerate(shifts))
+    assert [GenerateConfig(notes=(48, 60, 72), note_shift=12, seed=11).notes_of(i)[0] - 48 for i in range(500)] == shifts
+    assert shifts != [GenerateConfig(notes=(48, 60, 72), note_shift=12, seed=12).notes_of(i)[0] - 48 for i in range(500)]
+    assert GenerateConfig(seed=11).notes_of(7) == (48, 60, 72)  # no shift: the fixed notes
+
+
+def test_a_shifted_set_stores_each_presets_notes_and_rerenders_them(tmp_path, registry):
+    out = tmp_path / "shifted.h5"
+    r = _cli("generate", "--tier", 1, "-n", 6, "-o", out, "--seed", 3, *FAST, "--note-shift", 12)
+    assert r.exit_code == 0, r.output
+    attrs = read_attrs(out)
+    config = config_of(attrs)
+    assert config.note_shift == 12 and json.loads(attrs["notes"]) == [60, 72]
+    c = _columns(out)
+    stored = [tuple(c["midi_note"][i:i + 2]) for i in range(0, 12, 2)]
+    assert stored == [config.notes_of(int(i)) for i in c["preset_index"][::2]]
+    assert len({n[0] for n in stored}) > 1 and all(b - a == 12 and 48 <= a <= 72 for a, b in stored)
+    catalog = load_catalog(attrs)
+    with LabelRenderer(config) as renderer:
+        for i in range(0, 12, 2):
+            preset = preset_from_row({k: c[k][i] for k in ("continuous", "categorical", "wavetable", "modulation")},
+                                     registry=registry, catalog=catalog)
+            audio = renderer.render(preset, stored[i // 2])
+            for j in range(2):
                 np.testing.assert_array_equal(np.round(audio[j] * 32767).astype(np.int16), c["audio"][i + j])
 
 
@@ -178,6 +209,8 @@ def test_shards_merge_into_the_unsharded_data_set(tmp_path):
     (["-n", "4", "--notes", "60,x"], "--notes must be comma-separated MIDI numbers"),
     (["-n", "4", "--notes", "200"], "notes must be MIDI numbers 0..127"),
     (["-n", "2", "--shard", "0/3"], "3 shards for 2 presets"),
+    (["-n", "4", "--notes", "60,120", "--note-shift", "12"], "shifted by up to 12 semitones leave MIDI 0..127"),
+    (["-n", "4", "--note-shift", "-1"], "-1 is not in the range x>=0"),
 ])
 def test_bad_arguments(tmp_path, args, message):
     r = _cli("generate", "-o", tmp_path / "x.h5", *args)

@@ -7,8 +7,6 @@ between two clips (`datagen.distances.LinearSTFTDistance`).
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import replace
 
 import numpy as np
 
@@ -27,52 +25,41 @@ def spectral_distance(predicted: np.ndarray, target: np.ndarray) -> float:
     return _distance()(predicted, target)
 
 
-def render_config(attrs: dict):
-    """The GenerateConfig whose LabelRenderer renders like the data set's rows: `config_of` for generated
-    sets; for ingested ones (whose manifest is not a GenerateConfig) one built from their notes and render
-    settings. `wavetables_from` and `perturb_from` are dropped: renders take everything from the preset, and
-    the folders may be gone."""
-    from datagen.features import FeatureConfig
-    from datagen.generate import GenerateConfig, config_of
-    from datagen.render import RenderConfig
-
-    try:
-        config = config_of(attrs)
-    except (KeyError, TypeError, ValueError):
-        config = GenerateConfig(notes=tuple(json.loads(attrs["notes"])),
-                                render=RenderConfig(**json.loads(attrs["render_config"])),
-                                features=FeatureConfig.from_json(attrs["feature_config"]))
-    return replace(config, wavetables_from=None, perturb_from=None)
-
-
 class ItemAudio:
     """Target audio and renders for the items of a PresetDataset, as its rows were rendered.
 
     `target(i)`: (samples,) float32, the stored audio of item i, or its labels re-rendered when the data set
-    has no audio. `render(preset, midi_note)`: (samples,) float32 through one LabelRenderer (rendering every
-    note of the data set in one fork, as generation did, and keeping the row's). With stored audio, renders
+    has no audio. `render(preset, i)`: (samples,) float32, the preset at item i's note, through one LabelRenderer
+    (rendering every note item i's preset was rendered at in one fork, as generation did, and keeping the row's). With stored audio, renders
     are quantised to its int16 grid, so identical presets give identical clips. Close it (or use `with`)."""
 
     def __init__(self, dataset):
         import h5py
 
         from datagen.dataset import PCM_SCALE, load_catalog
-        from datagen.generate import LabelRenderer
+        from datagen.generate import LabelRenderer, label_config
         from datagen.registry import load_registry
 
         self.dataset = dataset
         self.registry = load_registry()
         self.catalog = load_catalog(dataset.attrs)
-        config = render_config(dataset.attrs)
-        self.notes = list(config.notes)
+        self.config = label_config(dataset.attrs)
         self.scale = float(dataset.attrs.get("audio_scale", 1.0 / PCM_SCALE))
         self._files = [h5py.File(p, "r") for p in dataset.paths]
         self.stored = all("audio" in f for f in self._files)
-        self._renderer = LabelRenderer(config)
+        self._renderer = LabelRenderer(self.config)
 
     def midi_note(self, i: int) -> int:
         k, row = self.dataset.index[i]
         return int(self._files[k]["midi_note"][row])
+
+    def notes(self, i: int) -> tuple[int, ...]:
+        """The notes item i's preset was rendered at, in order (`GenerateConfig.notes_of` its preset index); just
+        the item's note when its set does not say (a merged or hand-made set)."""
+        k, row = self.dataset.index[i]
+        notes = self.config.notes_of(int(self._files[k]["preset_index"][row]))
+        note = self.midi_note(i)
+        return notes if note in notes else (note,)
 
     def target(self, i: int) -> np.ndarray:
         from datagen.dataset import preset_from_row
@@ -82,11 +69,11 @@ class ItemAudio:
         if self.stored:
             return f["audio"][row].astype(np.float32) * np.float32(self.scale)
         labels = {name: f[name][row] for name in ("continuous", "categorical", "wavetable", "modulation")}
-        return self.render(preset_from_row(labels, registry=self.registry, catalog=self.catalog),
-                           int(f["midi_note"][row]))
+        return self.render(preset_from_row(labels, registry=self.registry, catalog=self.catalog), i)
 
-    def render(self, preset, midi_note: int) -> np.ndarray:
-        audio = self._renderer.render(preset)[self.notes.index(int(midi_note))]  # (samples,)
+    def render(self, preset, i: int) -> np.ndarray:
+        notes = self.notes(i)
+        audio = self._renderer.render(preset, notes)[notes.index(self.midi_note(i))]  # (samples,)
         if self.stored:  # the target's precision: round(x * 32767) as int16, back to float
             audio = np.round(np.clip(audio, -1.0, 1.0) / self.scale).astype(np.float32) * np.float32(self.scale)
         return audio.astype(np.float32)

@@ -233,9 +233,9 @@ def _render(run: _Run, decoded: dict, *, show_progress: bool) -> dict:
             try:
                 target = audio.target(i)
                 if note not in init_audio:
-                    init_audio[note] = audio.render(init, note)
+                    init_audio[note] = audio.render(init, i)
                 entry["init_distance"] = spectral_distance(init_audio[note], target)
-                predicted_audio = audio.render(decoded[i], note)
+                predicted_audio = audio.render(decoded[i], i)
                 entry["distance"] = spectral_distance(predicted_audio, target)
             except RuntimeError as e:  # WorkerCrash, or Vital refusing the decoded preset
                 entry["error"] = str(e).splitlines()[0]
