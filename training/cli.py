@@ -54,6 +54,8 @@ def _default(name: str):
 @click.option("--no-spec-augment", is_flag=True, help="Train on clean mels.")
 @click.option("--pretrained", type=click.Path(path_type=Path), default=None,
               help="Local torchvision ResNet-18 ImageNet state dict (never downloaded; default: random init).")
+@click.option("--init-from", type=click.Path(path_type=Path), default=None,
+              help="Start from this checkpoint's weights (fine-tune a run or the shipped model on new data).")
 @click.option("--freeze-stages", type=click.IntRange(0, 4), default=_default("freeze_stages"), show_default=True)
 @click.option("--max-batches-per-epoch", type=int, default=None, help="Cap batches per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/latest.pt.")
@@ -66,7 +68,7 @@ def _default(name: str):
               show_default=True, help="The continuous head's error: absolute (l1) or squared (l2).")
 def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, weight_wavetable,
           weight_modulation, gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed,
-          no_spec_augment, pretrained, freeze_stages, max_batches_per_epoch, resume, wandb, precision, no_note,
+          no_spec_augment, pretrained, init_from, freeze_stages, max_batches_per_epoch, resume, wandb, precision, no_note,
           continuous_error):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
@@ -83,6 +85,7 @@ def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, lab
             gradient_accumulation_steps=gradient_accumulation_steps,
             early_stopping_patience=early_stopping_patience, num_workers=num_workers, device=device, seed=seed,
             spec_augment=not no_spec_augment, pretrained=str(pretrained) if pretrained else None,
+            init_from=str(init_from) if init_from else None,
             freeze_stages=freeze_stages, max_batches_per_epoch=max_batches_per_epoch, resume=resume, wandb=wandb,
             precision=precision, hear_note=not no_note, continuous_error=continuous_error)
         result = run(config)

@@ -48,6 +48,7 @@ class TrainConfig:
     clip_grad: float = 1.0
     spec_augment: bool = True
     pretrained: str | None = None  # local torchvision resnet18 state dict; never downloaded
+    init_from: str | None = None  # a checkpoint whose weights start the run (fine-tuning: fresh optimizer, schedule)
     freeze_stages: int = 0
     max_batches_per_epoch: int | None = None  # smoke runs and tests
     resume: bool = False
@@ -70,6 +71,8 @@ class TrainConfig:
             raise ConfigError("give at least one data set file")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.init_from and self.pretrained:
+            raise ConfigError("give --init-from (a checkpoint) or --pretrained (a backbone), not both")
         if self.continuous_error not in CONTINUOUS_ERRORS:
             raise ConfigError(f"continuous-error must be one of {', '.join(CONTINUOUS_ERRORS)}, "
                               f"got {self.continuous_error!r}")
@@ -233,7 +236,35 @@ def _model(config: TrainConfig, registry, info, device) -> tuple:
     model = PresetEstimator(model_config)
     if config.pretrained:
         load_pretrained_backbone(model, config.pretrained)
+    if config.init_from:
+        _init_from(model, config.init_from, model_config=model_config, catalog=info.wavetable_catalog)
     return model.to(device), model_config, n_tables
+
+
+def _init_from(model, path: str, *, model_config, catalog: str) -> None:
+    """Load a checkpoint's weights (a run's or a slim exported one) into `model`, strictly. CheckpointError
+    when its model differs from the one this data builds or its wavetable classes mean other tables."""
+    from datagen.wavetables import Catalog
+    from training import checkpoint
+    from training.model import ModelConfig
+
+    ckpt = checkpoint.load(Path(path))
+    theirs = ModelConfig.from_dict(ckpt["model_config"]) if "model_config" in ckpt else None
+    def same(a, b) -> bool:  # band_octaves are floats computed on another machine: equal up to rounding
+        if isinstance(a, tuple) and a and isinstance(a[0], float):
+            return len(a) == len(b) and math.isclose(0.0, max(abs(x - y) for x, y in zip(a, b)), abs_tol=1e-9)
+        return a == b
+
+    differ = [f.name for f in dataclasses.fields(model_config)
+              if theirs is None or not same(getattr(theirs, f.name), getattr(model_config, f.name))]
+    if differ:
+        raise checkpoint.CheckpointError(f"{path}: its model differs from the one this data set builds "
+                                         f"({', '.join(differ)}); train from scratch instead")
+    if Catalog.from_json(ckpt["wavetable_catalog"]).fingerprint != Catalog.from_json(catalog).fingerprint:
+        raise checkpoint.CheckpointError(f"{path}: its wavetable classes are another catalog's than this data set's")
+    checkpoint.build_model(ckpt, Path(path))  # the same strict check inference makes, with a one-line error
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+                          strict=True)
 
 
 def _resume(config: TrainConfig, latest: Path, *, model, optimizer, scheduler, rank: int) -> dict:
