@@ -109,6 +109,40 @@ def test_cli_train_smoke(tiny, tmp_path):
     assert ckpt["model_config"]["band_octaves"] == [] and ckpt["loss_config"]["continuous_error"] == "l2"
 
 
+def _tiny_run(tiny, out, *args):
+    r = CliRunner().invoke(main, ["train", "-d", str(tiny), "-o", str(out), "--epochs", "1", "--batch-size", "4",
+                                  "--max-batches-per-epoch", "1", *map(str, args)])
+    return r
+
+
+def test_init_from_starts_at_the_checkpoints_weights(tiny, tmp_path):
+    assert _tiny_run(tiny, tmp_path / "first", "--seed", 1).exit_code == 0  # not seed 0's random init
+    # a step of lr 1e-12 moves nothing measurable: the fine-tuned run holds the first run's weights
+    r = _tiny_run(tiny, tmp_path / "second", "--init-from", tmp_path / "first" / "latest.pt", "--lr", 1e-12)
+    assert r.exit_code == 0, r.output
+    first, second = (load(tmp_path / run / "latest.pt") for run in ("first", "second"))
+    params = [k for k in first["model"] if "running_" not in k and "num_batches" not in k]  # BatchNorm stats move
+    assert second["state"]["epoch"] == 0 and "optimizer" in second  # a fresh run, not a resumed one
+    for k in params:
+        torch.testing.assert_close(second["model"][k], first["model"][k], atol=1e-6, rtol=0, msg=k)
+    scratch = _tiny_run(tiny, tmp_path / "scratch", "--lr", 1e-12)
+    assert scratch.exit_code == 0
+    assert not torch.allclose(load(tmp_path / "scratch" / "latest.pt")["model"]["backbone.conv1.weight"],
+                              first["model"]["backbone.conv1.weight"])
+
+
+def test_init_from_refuses_what_does_not_fit(tiny, tmp_path):
+    assert _tiny_run(tiny, tmp_path / "deaf", "--no-note").exit_code == 0
+    r = _tiny_run(tiny, tmp_path / "x", "--init-from", tmp_path / "deaf" / "latest.pt")
+    assert r.exit_code == 2 and "its model differs from the one this data set builds (band_octaves)" in r.output
+    r = _tiny_run(tiny, tmp_path / "x", "--init-from", tmp_path / "none.pt")
+    assert r.exit_code == 2 and "no such checkpoint" in r.output
+    r = _tiny_run(tiny, tmp_path / "x", "--init-from", tmp_path / "deaf" / "latest.pt", "--pretrained",
+                  tmp_path / "r.pth")
+    assert r.exit_code == 2 and "not both" in r.output
+    assert "Traceback" not in r.output
+
+
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_path, monkeypatch):
     base = dict(data=(str(tiny),), epochs=3, batch_size=4, lr=1e-3, warmup_epochs=1, spec_augment=True,
                 early_stopping_patience=0)
