@@ -83,6 +83,19 @@ def test_precision():
         TrainConfig(data=("x.h5",), output="o", precision="half")
 
 
+def test_emulated_bf16_on_a_cpu_is_warned(tiny, tmp_path, monkeypatch, caplog):
+    import training.train as trainer
+
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: False)
+    for precision in ("bf16", "fp32"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="training.train"):
+            train(TrainConfig(data=(str(tiny),), output=str(tmp_path / precision), epochs=1, batch_size=4,
+                              max_batches_per_epoch=1, precision=precision), show_progress=False)
+        assert ("no native bf16" in caplog.text) == (precision == "bf16"), caplog.text
+        assert ("use --precision fp32" in caplog.text) == (precision == "bf16")
+
+
 def test_missing_data_and_other_registry(tiny, tmp_path):
     r = CliRunner().invoke(main, ["train", "-d", str(tmp_path / "none.h5"), "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "no such data set" in r.output

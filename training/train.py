@@ -84,14 +84,25 @@ CONTINUOUS_ERRORS = ("l1", "l2")  # training.heads.continuous.loss
 
 def autocast_dtype(precision: str, device):
     """torch.bfloat16 when `precision` (TrainConfig.precision) asks for bf16 autocast on `device`, else None
-    (float32). "auto": bf16 on CUDA, float32 on a CPU, where bf16 is fast only with native support (on this
-    project's AVX-512 BF16 CPU, batch 64: ~100 vs ~75 samples/s, research/benchmarks.md) and torch cannot tell
-    native from emulated; ask for it there."""
+    (float32). "auto": bf16 on CUDA, float32 on a CPU, where bf16 is fast only with native support (an
+    AVX-512 BF16 CPU, batch 64: ~100 vs ~75 samples/s; emulated on an AVX2 one: 1.9 vs 31, research/benchmarks.md);
+    ask for it there (`native_cpu_bf16` tells, and training warns when it is emulated)."""
     import torch
 
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's check: AVX-512 BF16 or AMX); where it does not, torch
+    emulates bf16 autocast (1.9 vs 31 samples/s for float32 on an AVX2 EPYC, research/benchmarks.md)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: absent in some builds, so assume emulation
+        return False
 
 
 def _distributed():
@@ -155,6 +166,9 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> dict:
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     if main:
         log.info("training on %s in %s", device, "bf16 autocast" if dtype is not None else "float32")
+        if dtype is not None and device.type == "cpu" and not native_cpu_bf16():
+            log.warning("this CPU has no native bf16 (%s): bf16 autocast is emulated, ~16x slower than float32 "
+                        "on the project's AVX2 machine; use --precision fp32", torch.backends.cpu.get_cpu_capability())
 
     for epoch in range(state["epoch"] + 1, config.epochs):
         sampler = train_sampler
