@@ -371,8 +371,8 @@ def row_audio(path: Path, row: int) -> RowAudio:
     notes = label_config(attrs).notes_of(index)
     if note not in notes:
         notes = (note,)
-    # As generate and ingest render: every note of the preset's rows in order, in a fork of a pristine worker (Vital's
-    # state depends on process history), so a re-render reproduces the stored audio.
+    # As generate and ingest render: every note of the preset's rows in order, in a fork of a pristine worker
+    # (Vital's state depends on process history), so a re-render reproduces the stored audio.
     with Worker(_render_notes_handler, config, timeout=300.0, fork=True) as worker:
         try:
             audio = worker.call((preset.to_vital_text(registry), notes), label=f"row {row}")[notes.index(note)]

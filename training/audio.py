@@ -29,9 +29,10 @@ class ItemAudio:
     """Target audio and renders for the items of a PresetDataset, as its rows were rendered.
 
     `target(i)`: (samples,) float32, the stored audio of item i, or its labels re-rendered when the data set
-    has no audio. `render(preset, i)`: (samples,) float32, the preset at item i's note, through one LabelRenderer
-    (rendering every note item i's preset was rendered at in one fork, as generation did, and keeping the row's). With stored audio, renders
-    are quantised to its int16 grid, so identical presets give identical clips. Close it (or use `with`)."""
+    has no audio. `render(preset, i)`: (samples,) float32, the preset at item i's note, through one
+    LabelRenderer (rendering every note item i's preset was rendered at in one fork, as generation did, and
+    keeping the row's). With stored audio, renders are quantised to its int16 grid, so identical presets give
+    identical clips. Close it (or use `with`)."""
 
     def __init__(self, dataset):
         import h5py

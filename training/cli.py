@@ -68,8 +68,8 @@ def _default(name: str):
               show_default=True, help="The continuous head's error: absolute (l1) or squared (l2).")
 def train(data, output, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, weight_wavetable,
           weight_modulation, gradient_accumulation_steps, early_stopping_patience, num_workers, device, seed,
-          no_spec_augment, pretrained, init_from, freeze_stages, max_batches_per_epoch, resume, wandb, precision, no_note,
-          continuous_error):
+          no_spec_augment, pretrained, init_from, freeze_stages, max_batches_per_epoch, resume, wandb, precision,
+          no_note, continuous_error):
     """Fit the model on data sets from `python -m datagen generate`."""
     from datagen.dataset import DatasetError
     from datagen.wavetables import WavetableError

@@ -264,9 +264,10 @@ def _init_from(model, path: str, *, model_config, catalog: str) -> None:
 
     ckpt = checkpoint.load(Path(path))
     theirs = ModelConfig.from_dict(ckpt["model_config"]) if "model_config" in ckpt else None
+
     def same(a, b) -> bool:  # band_octaves are floats computed on another machine: equal up to rounding
         if isinstance(a, tuple) and a and isinstance(a[0], float):
-            return len(a) == len(b) and math.isclose(0.0, max(abs(x - y) for x, y in zip(a, b)), abs_tol=1e-9)
+            return len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 1e-9
         return a == b
 
     differ = [f.name for f in dataclasses.fields(model_config)
@@ -276,9 +277,12 @@ def _init_from(model, path: str, *, model_config, catalog: str) -> None:
                                          f"({', '.join(differ)}); train from scratch instead")
     if Catalog.from_json(ckpt["wavetable_catalog"]).fingerprint != Catalog.from_json(catalog).fingerprint:
         raise checkpoint.CheckpointError(f"{path}: its wavetable classes are another catalog's than this data set's")
-    checkpoint.build_model(ckpt, Path(path))  # the same strict check inference makes, with a one-line error
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
-                          strict=True)
+    try:  # float32 weights, so a slim float16 export (inference/assets/model.pt) fine-tunes too
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+                              strict=True)
+    except (KeyError, RuntimeError) as e:
+        raise checkpoint.CheckpointError(f"{path}: its weights do not fit its model config "
+                                         f"({str(e).splitlines()[0]})") from None
 
 
 def _resume(config: TrainConfig, latest: Path, *, model, optimizer, scheduler, rank: int) -> dict:
