@@ -358,17 +358,17 @@ def row_audio(path: Path, row: int) -> RowAudio:
     from datagen.dataset import load_catalog, preset_from_row
     from datagen.isolation import Worker
     from datagen.registry import load_registry
-    from datagen.render import RenderConfig, RenderError
+    from datagen.render import RenderError
 
     registry = load_registry()
     if attrs.get("registry_fingerprint") != registry.fingerprint:
         raise DatasetError(f"{path}: labels are for registry {attrs.get('registry_fingerprint')}, the installed "
                            f"vita has {registry.fingerprint}; cannot re-render a set without audio")
     preset = preset_from_row(labels, registry=registry, catalog=load_catalog(attrs))
-    config = RenderConfig(**json.loads(attrs["render_config"]))
     from datagen.generate import label_config
 
-    notes = label_config(attrs).notes_of(index)
+    labelled = label_config(attrs)  # the set's render config, and the notes this row's preset was rendered at
+    config, notes = labelled.render, labelled.notes_of(index)
     if note not in notes:
         notes = (note,)
     # As generate and ingest render: every note of the preset's rows in order, in a fork of a pristine worker

@@ -120,11 +120,20 @@ def build_model(ckpt: dict, path: Path):
 
     try:
         model = PresetEstimator(ModelConfig.from_dict(ckpt["model_config"]))
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the model config ({str(e).splitlines()[0]})") from None
+    load_weights(model, ckpt, path)
+    return model.eval()
+
+
+def load_weights(model, ckpt: dict, path: Path) -> None:
+    """Load a loaded checkpoint's weights into `model` strictly, as float32 (so slim float16 checkpoints load
+    too). CheckpointError when they do not fit (`build_model`, and `train --init-from` for fine-tuning)."""
+    try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
                               strict=True)
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: the weights do not fit the model config ({str(e).splitlines()[0]})") from None
-    return model.eval()
 
 
 TRAINING_ONLY = ("optimizer", "scheduler", "rng", "state")  # what resuming needs and inference does not

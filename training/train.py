@@ -275,14 +275,9 @@ def _init_from(model, path: str, *, model_config, catalog: str) -> None:
     if differ:
         raise checkpoint.CheckpointError(f"{path}: its model differs from the one this data set builds "
                                          f"({', '.join(differ)}); train from scratch instead")
-    if Catalog.from_json(ckpt["wavetable_catalog"]).fingerprint != Catalog.from_json(catalog).fingerprint:
+    if checkpoint.contents(ckpt, Path(path)).catalog.fingerprint != Catalog.from_json(catalog).fingerprint:
         raise checkpoint.CheckpointError(f"{path}: its wavetable classes are another catalog's than this data set's")
-    try:  # float32 weights, so a slim float16 export (inference/assets/model.pt) fine-tunes too
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
-                              strict=True)
-    except (KeyError, RuntimeError) as e:
-        raise checkpoint.CheckpointError(f"{path}: its weights do not fit its model config "
-                                         f"({str(e).splitlines()[0]})") from None
+    checkpoint.load_weights(model, ckpt, Path(path))
 
 
 def _resume(config: TrainConfig, latest: Path, *, model, optimizer, scheduler, rank: int) -> dict:
