@@ -122,6 +122,19 @@ def test_a_shifted_set_stores_each_presets_notes_and_rerenders_them(tmp_path, re
             audio = renderer.render(preset, stored[i // 2])
             for j in range(2):
                 np.testing.assert_array_equal(np.round(audio[j] * 32767).astype(np.int16), c["audio"][i + j])
+    # Without its audio, `row_audio` re-renders a row at its preset's own (shifted) notes, not the set's --notes.
+    from datagen.summary import row_audio
+
+    bare = tmp_path / "bare.h5"
+    with h5py.File(out, "r") as src, h5py.File(bare, "w") as dst:
+        for name in src:
+            if name != "audio":
+                src.copy(src[name], dst)
+        dst.attrs.update(src.attrs)
+    row = next(i for i in range(12) if c["midi_note"][i] not in (60, 72))
+    heard = row_audio(bare, row)
+    assert heard.rendered and heard.midi_note == c["midi_note"][row]
+    np.testing.assert_array_equal(np.round(heard.audio * 32767).astype(np.int16), c["audio"][row])
 
 
 def test_splits_are_disjoint_by_preset(tier3):
