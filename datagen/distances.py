@@ -8,8 +8,9 @@ Who uses which:
 - training (`training evaluate`, `training.audio.spectral_distance`): `LinearSTFTDistance`, auraloss'
   multi-resolution STFT loss as it comes (spectral convergence + log magnitude, linear frequency).
 - refinement (`inference.objective.Objective`, what every search minimises): `SearchDistance`, the mean of
-  `MelSTFTDistance` (the same loss on a 64-band mel scale with a power floor: the spectrum) and `ShortSTFTDistance`
-  (linear frequency at 3-12 ms windows: the attack, decay and release).
+  `MelSTFTDistance` (the same loss on a 64-band mel scale with a power floor: the spectrum), `ShortSTFTDistance`
+  (linear frequency at 3-12 ms windows: the attack, decay and release), and two terms heard 100 dB down:
+  `SpectrumShapeDistance` (the average spectrum) and `LevelEnvelopeDistance` (the level of each frame).
 - the benchmark (`inference.metrics`, research/benchmarks.md): `MultiScaleSpectralDistance` (mss),
   `LogSpectralDistance` (lsd), `MFCCDistance` (mfcc_l1) and `LoudnessDistance` (loudness_l1), the `Yardstick`s.
   They hear ~130 dB down, so both clips must be made alike first: the benchmark passes each render, at the
@@ -118,19 +119,77 @@ class ShortSTFTDistance(_MultiResolutionSTFT):
         super().__init__(fft_sizes=fft_sizes, dtype=np.float32, level=SEARCH_LEVEL, eps=eps)
 
 
+class _DeepSearchTerm(Distance):
+    """A search term heard far under `MelSTFTDistance.POWER_FLOOR`, in numpy: input fitted to the target's length,
+    both in float64 normalised to `SEARCH_LEVEL`, then `_distance(a, b)` (a: input, b: target). Its floor sits
+    `DEPTH` under the target's loudest value or at the target's own quietest (its noise: a 16-bit recording's
+    quantisation), whichever is higher, so a render cleaner than the recording costs nothing."""
+
+    def forward(self, input, target) -> float:
+        target = np.asarray(target, np.float32)
+        input = fit_length(np.asarray(input, np.float32), target.shape[-1])
+        a, b = (normalise_rms(np.asarray(x, np.float64), **SEARCH_LEVEL) for x in (input, target))
+        return float(self._distance(a, b))
+
+    def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        raise NotImplementedError
+
+    @staticmethod
+    def _log_l1(a: np.ndarray, b: np.ndarray, *, floor: float) -> float:
+        """Mean |ln max(a, floor) - ln max(b, floor)|."""
+        return np.mean(np.abs(np.log(np.maximum(a, floor)) - np.log(np.maximum(b, floor))))
+
+
+class SpectrumShapeDistance(_DeepSearchTerm):
+    """The long-term average spectrum (power averaged over frames, FFT 2048, hop 512, periodic Hann) compared in log
+    magnitude (ln |X|, as auraloss's log term) down to 100 dB under the target's loudest bin or the target's
+    5th-percentile bin (its noise), whichever is higher. Power averaged over time is ruled by the loud frames, so a
+    near-silent tail cannot outweigh the sound, while the floor hears the valleys between partials, a filter's
+    slope and added noise far under the mel term's 70 dB floor, where mss's log term still charges
+    (research/benchmarks.md, "Where mss comes from")."""
+
+    FFT_SIZE = 2048  # samples; hop FFT_SIZE // 4 (`_magnitudes`)
+    DEPTH = 1e-10  # power: 100 dB
+
+    def _distance(self, a, b):
+        pa, pb = (np.mean(_magnitudes(x, self.FFT_SIZE) ** 2, axis=0) for x in (a, b))  # (1025,) mean power
+        floor = max(pb.max() * self.DEPTH, np.percentile(pb, 5), 1e-30)
+        return 0.5 * self._log_l1(pa, pb, floor=floor)  # 0.5 ln power = ln |X|
+
+
+class LevelEnvelopeDistance(_DeepSearchTerm):
+    """The level envelope (frame RMS, 512 samples, hop 256) compared in log amplitude down to 100 dB under the
+    target's loudest frame or its quietest frame (its noise), whichever is higher: one number per frame, so it is
+    smooth where a bin-level deep floor is noisy (the "heard" objectives, research/benchmarks.md), and a tail 40 dB
+    too loud, which mss charges and the 70 dB floor cannot hear (a hi-hat's), costs the search too."""
+
+    FRAME, HOP = 512, 256  # samples
+    DEPTH = 1e-5  # amplitude: 100 dB
+
+    def _distance(self, a, b):
+        la, lb = (np.sqrt(np.mean(_frames(x, self.FRAME, self.HOP) ** 2, axis=-1)) for x in (a, b))  # (frames,)
+        return self._log_l1(la, lb, floor=max(lb.max() * self.DEPTH, lb.min(), 1e-30))
+
+
 class SearchDistance(Distance):
-    """Refinement's objective: the mean of `MelSTFTDistance` (the spectrum, FFT 1024-4096 on 64 mel bands) and
-    `ShortSTFTDistance` (the envelope, FFT 128-512). Why both: searching on the mel distance alone over-optimised
-    it (a lower objective, not a closer sound: research/benchmarks.md). On 10 "score" clips outside the benchmark's
-    24, proposals+portfolio at 200 renders ended 0.750x closer by mss with the short windows added (loudness
-    envelope 0.569x; better on 7 of 10); FFT 256 / 1024 / 4096 linear instead gained nothing (1.004x)."""
+    """Refinement's objective: the mean of four terms, `MelSTFTDistance` (the spectrum, FFT 1024-4096 on 64 mel
+    bands), `ShortSTFTDistance` (the envelope, FFT 128-512), `SpectrumShapeDistance` (the average spectrum heard
+    100 dB down) and `LevelEnvelopeDistance` (the level envelope heard 100 dB down). Why: searching on the mel
+    distance alone over-optimised it (a lower objective, not a closer sound); on 10 tuning clips the short windows
+    made proposals+portfolio at 200 renders 0.750x closer by mss (loudness envelope 0.569x). The first two floor
+    power 70 dB down, and more than half of what mss still charged lay under that (research/benchmarks.md, "Where
+    mss comes from"); the two deep terms hear it without letting a near-silent tail outweigh the sound (the
+    twelfth session's A/B: "The objective hears 100 dB down")."""
 
     def __init__(self, *, sample_rate: int, envelope_fft_sizes=ShortSTFTDistance.FFT_SIZES):
         self.spectrum = MelSTFTDistance(sample_rate=sample_rate)
         self.envelope = ShortSTFTDistance(fft_sizes=envelope_fft_sizes)
+        self.shape = SpectrumShapeDistance()
+        self.level = LevelEnvelopeDistance()
 
     def forward(self, input, target) -> float:
-        return 0.5 * (self.spectrum(input, target) + self.envelope(input, target))
+        return 0.25 * (self.spectrum(input, target) + self.envelope(input, target) + self.shape(input, target)
+                       + self.level(input, target))
 
 
 # ---- the benchmark's yardstick -------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The objective every search minimises, and the pool it listens through.
 
-loss = `datagen.distances.SearchDistance` (the mean of auraloss's multi-resolution STFT distance on a 64-band
-mel scale at FFT 1024 / 2048 / 4096, and on a linear scale at FFT 128 / 256 / 512; both clips RMS-normalised)
-between the render of a candidate at the clip's note (the key
-held as long as in the clip) and the target. The benchmark scores with another yardstick on purpose (why:
+loss = `datagen.distances.SearchDistance` (the mean of four terms: auraloss's multi-resolution STFT distance on a
+64-band mel scale at FFT 1024 / 2048 / 4096 and on a linear scale at FFT 128 / 256 / 512, both floored 70 dB down,
+and the average spectrum and the level envelope heard 100 dB down; both clips RMS-normalised) between the render
+of a candidate at the clip's note (the key held as long as in the clip) and the target. The benchmark scores with another yardstick on purpose (why:
 `datagen.distances`).
 
 Renders go through a `datagen.pool.RenderPool` (forks of pristine worker processes, one per core:

@@ -195,13 +195,53 @@ def _attack_pair():
     return [(tone * np.minimum(t / a, 1.0) * np.exp(-t / 0.3)).astype(np.float32) for a in (0.002, 0.03)]
 
 
-def test_search_distance_is_the_mean_of_spectrum_and_envelope():
-    from datagen.distances import MelSTFTDistance, SearchDistance, ShortSTFTDistance
+def test_search_distance_is_the_mean_of_its_four_terms():
+    from datagen.distances import (LevelEnvelopeDistance, MelSTFTDistance, SearchDistance, ShortSTFTDistance,
+                                   SpectrumShapeDistance)
 
     x, y = _attack_pair()
     d = SearchDistance(sample_rate=44100)
-    mel, short = MelSTFTDistance(sample_rate=44100)(x, y), ShortSTFTDistance()(x, y)
-    assert d(x, y) == pytest.approx(0.5 * (mel + short), rel=1e-6)
-    assert (mel, short) == (pytest.approx(0.34255, abs=1e-4), pytest.approx(0.23615, abs=1e-4))  # golden
+    terms = (MelSTFTDistance(sample_rate=44100)(x, y), ShortSTFTDistance()(x, y), SpectrumShapeDistance()(x, y),
+             LevelEnvelopeDistance()(x, y))
+    assert d(x, y) == pytest.approx(sum(terms) / 4, rel=1e-6)
+    golden = (0.34255, 0.23615, 0.0061122, 0.074911)
+    assert terms == tuple(pytest.approx(g, abs=1e-4) for g in golden)
     assert d(x, x) == 0.0 and d(3 * x, y) == pytest.approx(d(x, y), rel=1e-5)  # level-blind
     assert d(np.roll(x, 2205), x) > d(y, x)  # 50 ms late is further than a slower attack
+
+
+def _tone(seconds=1.0, sr=44100):
+    t = np.arange(int(seconds * sr)) / sr
+    return t, np.sin(2 * np.pi * 220 * t).astype(np.float32)
+
+
+def test_the_deep_terms_hear_what_the_70_db_floor_cannot():
+    from datagen.distances import LevelEnvelopeDistance, MelSTFTDistance, ShortSTFTDistance, SpectrumShapeDistance
+
+    t, tone = _tone()
+    mel, short, shape, level = (MelSTFTDistance(sample_rate=44100), ShortSTFTDistance(), SpectrumShapeDistance(),
+                                LevelEnvelopeDistance())
+    # A note that stops against one that goes on 80 dB down: the target's silence is floored 100 dB down, so each
+    # frame of the tail costs ln(10), over about half the frames.
+    stops = (tone * (t < 0.5)).astype(np.float32)
+    lingers = (tone * np.where(t < 0.5, 1.0, 1e-4)).astype(np.float32)
+    assert mel(lingers, stops) < 1e-3 and short(lingers, stops) < 1e-3
+    assert level(lingers, stops) == pytest.approx(0.5 * np.log(10), rel=0.05)
+    # White noise 60 dB under a tone: the valleys the mel term floors.
+    noise = np.random.default_rng(0).standard_normal(tone.size).astype(np.float32)
+    hissy = (tone + 1e-3 * noise).astype(np.float32)
+    assert mel(hissy, tone) < 0.01 and shape(hissy, tone) > 1.0
+    # ... but a render cleaner than a target's own hiss (70 dB down) costs little: the floor is the target's noise.
+    recorded = (tone + 10 ** (-70 / 20) * noise).astype(np.float32)
+    assert shape(tone, recorded) < 0.25 * shape(recorded, tone)
+    assert level(tone, recorded) < 1e-3 and level(stops, stops) == 0.0
+
+
+@pytest.mark.parametrize("name", ["SpectrumShapeDistance", "LevelEnvelopeDistance"])
+def test_the_deep_terms_are_level_blind_and_fit_the_input_to_the_target(name):
+    import datagen.distances as d
+
+    x, y = _attack_pair()
+    dist = getattr(d, name)()
+    assert dist(x, x) == 0.0 and dist(0.01 * x, y) == pytest.approx(dist(x, y), rel=1e-6)
+    assert dist(np.concatenate([x, x]), y) == pytest.approx(dist(x, y), rel=1e-9)  # the input cut at the target's end

@@ -3,13 +3,16 @@
 
     python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio]
 
-VARIANT: "search" (`datagen.distances.SearchDistance`, the objective), "mel" (`MelSTFTDistance` alone, the
-objective before 2026-12-02), "wide" (mel + linear FFT 256 / 1024 / 4096), "fine" (mel + linear FFT 128 to
-2048: the short windows and the harmonics) or "heard" / "heard-mel" (candidates quantised at the target's level,
+VARIANT: "search" (`datagen.distances.SearchDistance`, the objective: four terms since 2026-12-03), "two-term"
+(its mel and short-window terms, the objective before 2026-12-03; the twelfth session ran today's "search" as
+"shape-tail"), "shape" (without the level envelope), "mel" (`MelSTFTDistance` alone, the objective before
+2026-12-02), "wide" (two-term with linear FFT 256 / 1024 / 4096), "fine" (two-term with linear FFT 128 to 2048:
+the short windows and the harmonics) or "heard" / "heard-mel" (candidates quantised at the target's level,
 power floor 1e-8 in both terms / in the spectrum term only: `_hear_as_recorded`). Appends one JSON line per clip
 (its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
 clip by clip. Results: research/benchmarks.md, "What the search listens to" ("fine": "Route moves in the
-search, and a finer objective"; "heard": "A gain costs nothing").
+search, and a finer objective"; "heard": "A gain costs nothing"; "two-term", "shape": "The objective hears 100 dB
+down").
 """
 
 import argparse
@@ -29,16 +32,18 @@ def use_variant(name: str) -> None:
 
     import datagen.distances as d
 
+    two_term = _first_terms(d, 2)  # what "wide", "fine" and "heard" varied (they predate the deep terms)
     if name in ("heard", "heard-mel"):
-        _hear_as_recorded(d, envelope_eps=1e-8 if name == "heard" else d.MelSTFTDistance.POWER_FLOOR)
+        _hear_as_recorded(d, two_term, envelope_eps=1e-8 if name == "heard" else d.MelSTFTDistance.POWER_FLOOR)
         return
-    variants = {"search": d.SearchDistance, "mel": d.MelSTFTDistance,
-                "wide": partial(d.SearchDistance, envelope_fft_sizes=(256, 1024, 4096)),
-                "fine": partial(d.SearchDistance, envelope_fft_sizes=(128, 256, 512, 1024, 2048))}
+    variants = {"search": d.SearchDistance, "mel": d.MelSTFTDistance, "two-term": two_term,
+                "shape": _first_terms(d, 3),
+                "wide": partial(two_term, envelope_fft_sizes=(256, 1024, 4096)),
+                "fine": partial(two_term, envelope_fft_sizes=(128, 256, 512, 1024, 2048))}
     d.SearchDistance = variants[name]
 
 
-def _hear_as_recorded(d, *, envelope_eps: float) -> None:
+def _hear_as_recorded(d, two_term, *, envelope_eps: float) -> None:
     """The "heard" variants: each candidate quantised to 16 bits at the target's recording level (as the benchmark
     hears it, `inference.clips.as_heard`, less the trimming), then SearchDistance with auraloss's power floor
     (1e-8) instead of 1e-4 in its spectrum term, so it hears as far down as the target's quantisation noise, like
@@ -46,7 +51,7 @@ def _hear_as_recorded(d, *, envelope_eps: float) -> None:
     import inference.objective as o
     from datagen.features import fit_length, rms
 
-    class DeepSearchDistance(d.SearchDistance):
+    class DeepSearchDistance(two_term):
         def __init__(self, *, sample_rate, envelope_fft_sizes=d.ShortSTFTDistance.FFT_SIZES):
             self.spectrum = d.MelSTFTDistance(sample_rate=sample_rate, eps=1e-8)
             self.envelope = d.ShortSTFTDistance(fft_sizes=envelope_fft_sizes, eps=envelope_eps)
@@ -65,6 +70,18 @@ def _hear_as_recorded(d, *, envelope_eps: float) -> None:
     o.Objective.distance = distance
 
 
+def _first_terms(d, n: int):
+    """A SearchDistance class that averages only its first `n` terms (spectrum, envelope, average spectrum, level
+    envelope): "two-term" (n=2) is the objective before 2026-12-03, "shape" (n=3) leaves out the level envelope."""
+
+    class FirstTerms(d.SearchDistance):
+        def forward(self, input, target):
+            terms = [getattr(self, k) for k in ("spectrum", "envelope", "shape", "level")[:n]]
+            return sum(t(input, target) for t in terms) / n
+
+    return FirstTerms
+
+
 def tuning_clips(pipeline, *, n: int, seed: int = 1):
     from datagen.preset import shared_presets_dir
     from inference.clips import list_clips
@@ -79,7 +96,7 @@ def tuning_clips(pipeline, *, n: int, seed: int = 1):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=["search", "mel", "wide", "fine", "heard", "heard-mel"])
+    parser.add_argument("variant", choices=["search", "mel", "wide", "fine", "heard", "heard-mel", "two-term", "shape"])
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--method", default="proposals+portfolio")
