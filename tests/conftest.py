@@ -72,6 +72,19 @@ def write_json(path, doc) -> str:
     return str(path)
 
 
+def copy_without_audio(src, dst):
+    """A copy of the HDF5 data set `src` at `dst` without its audio dataset (as `generate --no-audio` writes it);
+    returns dst."""
+    import h5py
+
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as out:
+        for name in f:
+            if name != "audio":
+                f.copy(f[name], out)
+        out.attrs.update(f.attrs)
+    return dst
+
+
 def log_spectrum(audio: np.ndarray, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
     """Phase-insensitive comparison view: log10 magnitude STFT, (frames, n_fft // 2 + 1)."""
     audio = np.asarray(audio, dtype=np.float64)

@@ -22,7 +22,7 @@ from datagen.preset import read_vital, shared_presets_dir, write_vital
 from datagen.render import RenderConfig
 from datagen.wavetables import content_hash
 from datagen.importance import FLOOR, _store, normalise, perturb, read_weights
-from tests.conftest import require_shared_presets
+from tests.conftest import copy_without_audio, require_shared_presets
 
 N_PRESETS, NOTES = 6, (60, 72)
 
@@ -52,14 +52,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_no_audio(tiny, tmp_path_factory):
     """The same set without its audio dataset (as `generate --no-audio` writes it)."""
-    path = tmp_path_factory.mktemp("noaudio") / "noaudio.h5"
-    with h5py.File(tiny, "r") as src, h5py.File(path, "w") as dst:
-        for name in src:
-            if name != "audio":
-                src.copy(src[name], dst)
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-    return path
+    return copy_without_audio(tiny, tmp_path_factory.mktemp("noaudio") / "noaudio.h5")
 
 
 @pytest.fixture
@@ -256,12 +249,7 @@ def test_preview_writes_the_stored_audio(tiny, tmp_path):
 
 def test_preview_rerenders_a_set_without_audio(small_ingest, tmp_path):
     _, with_audio, _ = small_ingest
-    data = tmp_path / "noaudio.h5"
-    with h5py.File(with_audio, "r") as src, h5py.File(data, "w") as dst:
-        for name in src:
-            if name != "audio":
-                src.copy(src[name], dst)
-        dst.attrs.update(src.attrs)
+    data = copy_without_audio(with_audio, tmp_path / "noaudio.h5")
     out = tmp_path / "row.wav"
     r = _cli("preview", data, "--row", 1, "-o", out)
     assert r.exit_code == 0, r.output

@@ -18,6 +18,7 @@ from datagen.cli import main
 from datagen.dataset import SCHEMA_VERSION, dense_modulation, load_catalog, preset_from_row, read_attrs
 from datagen.isolation import INJECT_SEGFAULT_ENV
 from datagen.generate import GenerateConfig, LabelRenderer, config_of
+from tests.conftest import copy_without_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--length", "0.5", "--note-length", "0.25", "--notes", "60,72", "--quiet"]
@@ -125,12 +126,7 @@ def test_a_shifted_set_stores_each_presets_notes_and_rerenders_them(tmp_path, re
     # Without its audio, `row_audio` re-renders a row at its preset's own (shifted) notes, not the set's --notes.
     from datagen.summary import row_audio
 
-    bare = tmp_path / "bare.h5"
-    with h5py.File(out, "r") as src, h5py.File(bare, "w") as dst:
-        for name in src:
-            if name != "audio":
-                src.copy(src[name], dst)
-        dst.attrs.update(src.attrs)
+    bare = copy_without_audio(out, tmp_path / "bare.h5")
     row = next(i for i in range(12) if c["midi_note"][i] not in (60, 72))
     heard = row_audio(bare, row)
     assert heard.rendered and heard.midi_note == c["midi_note"][row]
