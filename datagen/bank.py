@@ -5,7 +5,9 @@ spectrogram pooled to `EMBED_BANDS` bands x `EMBED_SEGMENTS` time segments (its 
 Sampler presets are stored only as (tier, index): the sampler is a pure function of (seed, tier, index), so
 `Bank.preset(row)` rebuilds the exact preset (same hash as when it was heard). Real presets (only the "build"
 half of the fixed split, `datagen.preset.shared_split`) are stored as their `.vital` JSON as `read_vital` reads
-them (what was heard), compressed.
+them (what was heard), compressed. Perturbed presets (`datagen.perturb`: the real ones moved a little and
+recombined, as the network's training data are) are stored as (PERTURBED, index) and rebuilt from the stored real
+presets: a perturbed preset is a pure function of (bases, config, index) too.
 
 Building (`build`, `python -m datagen bank`) renders through the render pool (deterministic, crash-isolated) in
 chunks of `CHUNK` presets, each written atomically to `<output>.parts/`; a rerun skips finished chunks (resume
@@ -29,6 +31,7 @@ import numpy as np
 
 from datagen.atomic import atomic_path
 from datagen.features import FeatureConfig, rms
+from datagen.perturb import PerturbConfig
 from datagen.render import RenderConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ EMBED_FLOOR = 18.0  # nats (~78 dB) under the loudest cell: quieter cells count 
 CHUNK = 64  # presets per resumable chunk
 FORMAT = 1
 REAL = 0  # the `tier` of an entry that is a real preset
+PERTURBED = -1  # the `tier` of an entry that is a real preset perturbed (`datagen.perturb`)
 
 
 class BankError(ValueError):
@@ -54,8 +58,14 @@ class BankConfig:
     seed: int = BANK_SEED
     sampler_version: int = 2  # `datagen.sampler.VERSIONS`
     real: tuple[str, ...] = ()  # paths of real presets to add (the "build" split only)
+    perturbed: int = 0  # presets perturbed from `real` (their seed is `seed`); needs `real`
+    perturb: PerturbConfig = PerturbConfig(p_recombine=0.2)  # how (the recipe of the network's realistic data)
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
+
+    def __post_init__(self):
+        if self.perturbed and not self.real:
+            raise BankError("perturbed presets are drawn from real ones: give the real presets too")
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -80,8 +90,8 @@ def embed(audio: np.ndarray, features: FeatureConfig) -> np.ndarray:
 class Bank:
     """Entries (one per preset x note) and what rebuilds their presets."""
 
-    tier: np.ndarray  # (rows,) int8: the sampler tier, or REAL
-    index: np.ndarray  # (rows,) int32: the sampler index, or the position in `real`
+    tier: np.ndarray  # (rows,) int8: the sampler tier, REAL or PERTURBED
+    index: np.ndarray  # (rows,) int32: the sampler or perturber index, or the position in `real`
     note: np.ndarray  # (rows,) int8: the MIDI note heard
     embedding: np.ndarray  # (rows, EMBED_BANDS * EMBED_SEGMENTS) float16
     hash: np.ndarray  # (rows,) S16: the preset's hash (datagen.dataset.labels_of), to check rebuilds
@@ -97,8 +107,22 @@ class Bank:
 
         if int(self.tier[row]) == REAL:
             return Preset.from_vital(json.loads(self.real[int(self.index[row])]), source="bank entry")
+        if int(self.tier[row]) == PERTURBED:
+            return self._perturber.sample(int(self.index[row]))
         version = int(self.config.get("sampler_version", 1))  # banks from before versions were sampler 1
         return _sampler(int(self.tier[row]), int(self.config["seed"]), version).sample(int(self.index[row]))
+
+    @functools.cached_property
+    def _perturber(self):
+        from dataclasses import replace
+
+        from datagen.perturb import Perturber
+        from datagen.preset import Preset
+        from datagen.registry import load_registry
+
+        bases = [Preset.from_vital(json.loads(text), source="bank entry") for text in self.real]
+        config = replace(PerturbConfig(**self.config["perturb"]), seed=int(self.config["seed"]))
+        return Perturber(bases, config, registry=load_registry())
 
     def nearest(self, audio: np.ndarray, *, note: int, k: int) -> list:
         """The presets of the `k` entries closest to `audio` ((samples,) mono at the features' rate) among those
@@ -166,13 +190,16 @@ def preset_hash(preset, registry, catalog) -> bytes:
 
 
 def _jobs(config: BankConfig) -> list[tuple[int, int, int]]:
-    """(chunk number, tier, first index) of every chunk: sampler chunks per tier, then one chunk of real presets."""
+    """(chunk number, tier, first index) of every chunk: sampler chunks per tier, one chunk of real presets, then
+    chunks of perturbed ones (a bank built before perturbed entries existed numbers its chunks alike)."""
     out = []
     for tier in config.tiers:
         for start in range(0, config.presets_per_tier, CHUNK):
             out.append((len(out), tier, start))
     if config.real:
         out.append((len(out), REAL, 0))
+    for start in range(0, config.perturbed, CHUNK):
+        out.append((len(out), PERTURBED, start))
     return out
 
 
@@ -205,12 +232,21 @@ def build(output: str | Path, config: BankConfig = BankConfig(), *, workers: int
     mine = [j for j in jobs if j[0] % shard[1] == shard[0]]
     todo = [j for j in mine if not (parts / f"chunk_{j[0]:05d}.npz").exists()]
     real = [read_vital(p, registry=registry) for p in config.real]
+    if config.perturbed:
+        from dataclasses import replace
+
+        from datagen.perturb import Perturber
+
+        perturber = Perturber(real, replace(config.perturb, seed=config.seed), registry=registry)
     with RenderPool(sample_rate=config.render.sample_rate, workers=workers, registry=registry) as pool, \
             tqdm(total=len(mine), initial=len(mine) - len(todo), unit="chunk", desc="bank",
                  disable=not show_progress, dynamic_ncols=True) as bar:
         for number, tier, start in todo:
             if tier == REAL:
                 presets, indices = real, list(range(len(real)))
+            elif tier == PERTURBED:
+                indices = list(range(start, min(start + CHUNK, config.perturbed)))
+                presets = [perturber.sample(i) for i in indices]
             else:
                 sampler = _sampler(tier, config.seed, config.sampler_version)
                 indices = list(range(start, min(start + CHUNK, config.presets_per_tier)))

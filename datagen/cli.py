@@ -277,22 +277,32 @@ def compute_weights_command(data: Path, presets: int, delta: float, workers: int
               show_default=True, help="Sampler presets of each tier.")
 @tiers_option(BankConfig.tiers)
 @notes_option(BankConfig.notes, help="MIDI notes every preset is heard at.")
+@click.option("--sampler-version", type=click.Choice([str(v) for v in VERSIONS]),
+              default=str(BankConfig.sampler_version), show_default=True,
+              help="The sampler that draws the tiers' presets (the shipped bank's are version 1).")
 @click.option("--real", "real_folder", type=click.Path(path_type=Path), default=None,
               help="Also add the 'build' half of the real presets this folder's README.md lists (never 'score').")
+@click.option("--perturbed", type=click.IntRange(min=0), default=BankConfig.perturbed, show_default=True,
+              help="With --real: also add this many presets perturbed and recombined from those real ones (the "
+                   "recipe of the network's realistic data).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Render processes (default: one per core).")
 @shard_option(help="Build the i-th of N shards of the chunks; rerun without --shard (or the last shard) to "
                     "write the bank once all chunks exist.")
 @quiet_option
-def bank_command(output, presets_per_tier, tiers, notes, real_folder, workers, shard, quiet):
+def bank_command(output, presets_per_tier, tiers, notes, sampler_version, real_folder, perturbed, workers, shard,
+                 quiet):
     """Build a preset bank (resumable: rerun the same command after an interruption)."""
     from datagen.bank import BankError, build
     from datagen.preset import PresetError, shared_split
 
     check_writable(output, suffixes=(".npz",), option="--output")
+    if perturbed and not real_folder:
+        raise CliError("--perturbed moves the real presets of --real: give that folder too")
     try:
         real = tuple(str(p) for p in shared_split("build", folder=real_folder)) if real_folder else ()
-        stats = build(output, BankConfig(presets_per_tier=presets_per_tier, tiers=tiers, notes=notes, real=real),
-                      workers=workers, shard=shard, show_progress=not quiet)
+        config = BankConfig(presets_per_tier=presets_per_tier, tiers=tiers, notes=notes,
+                            sampler_version=int(sampler_version), real=real, perturbed=perturbed)
+        stats = build(output, config, workers=workers, shard=shard, show_progress=not quiet)
     except (BankError, PresetError) as e:
         raise CliError(str(e)) from None
     state = f"wrote {output}" if stats["written"] else f"{stats['done']} of {stats['chunks']} chunks done (rerun to finish)"

@@ -52,6 +52,25 @@ def test_a_resumed_sharded_build_equals_a_clean_one(clean, tmp_path):
         build(path, BankConfig(presets_per_tier=4, tiers=(1,), notes=(60,)), show_progress=False)
 
 
+def test_perturbed_entries_rebuild_their_exact_presets(tmp_path):
+    from datagen.bank import PERTURBED, REAL
+    from datagen.preset import shared_split
+
+    real = tuple(str(p) for p in shared_split("build")[:2])
+    config = BankConfig(tiers=(), notes=(60,), real=real, perturbed=3, render=SMALL.render, features=SMALL.features)
+    stats = build(tmp_path / "bank.npz", config, workers=1, show_progress=False)
+    assert stats["written"] and stats["chunks"] == 2  # the real presets' chunk, then the perturbed ones'
+    bank = Bank.load(tmp_path / "bank.npz")
+    assert bank.tier.tolist() == [REAL] * 2 + [PERTURBED] * 3 and bank.index.tolist() == [0, 1, 0, 1, 2]
+    registry, catalog = load_registry(), default_catalog()
+    for row in range(len(bank)):
+        assert preset_hash(bank.preset(row), registry, catalog) == bank.hash[row]
+    assert len(set(bank.hash.tolist())) == 5  # perturbed: none equals its base
+    assert bank.preset(3).name.startswith(bank.preset(1).name.split(" perturbed")[0])  # index 1 moves base 1
+    with pytest.raises(BankError, match="perturbed presets are drawn from real ones"):
+        BankConfig(perturbed=3)
+
+
 def test_nearest_comes_first(clean):
     row = int(np.flatnonzero((clean.tier == 3) & (clean.note == 60))[1])
     preset = clean.preset(row)
@@ -83,6 +102,8 @@ def test_bank_cli_bad_inputs(tmp_path):
     assert r.exit_code == 2 and "unsupported file type '.txt'; use .npz" in r.output
     r = CliRunner().invoke(main, ["bank", "-o", str(tmp_path / "b.npz"), "--tiers", "4"])
     assert r.exit_code == 2 and "--tiers must be among 1, 2, 3" in r.output
+    r = CliRunner().invoke(main, ["bank", "-o", str(tmp_path / "b.npz"), "--perturbed", "5"])
+    assert r.exit_code == 2 and "--perturbed moves the real presets of --real" in r.output
     shutil.rmtree(tmp_path / "b.npz.parts", ignore_errors=True)
 
 

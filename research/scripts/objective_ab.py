@@ -1,7 +1,7 @@
 """A/B of search objectives on tuning clips: "score" presets none of whose clips is among the benchmark's 24
 (`benchmark --split score --max-clips 24 --seed 0`), held 1.5 s or 0.3 s, a seeded pick of N.
 
-    python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio]
+    python research/scripts/objective_ab.py VARIANT [-n 10] [--budget 200] [--method proposals+portfolio] [--bank F]
 
 VARIANT: "search" (`datagen.distances.SearchDistance`, the objective: four terms since 2026-12-03), "two-term"
 (its mel and short-window terms, the objective before 2026-12-03; the twelfth session ran today's "search" as
@@ -9,7 +9,8 @@ VARIANT: "search" (`datagen.distances.SearchDistance`, the objective: four terms
 2026-12-02), "wide" (two-term with linear FFT 256 / 1024 / 4096), "fine" (two-term with linear FFT 128 to 2048:
 the short windows and the harmonics) or "heard" / "heard-mel" (candidates quantised at the target's level,
 power floor 1e-8 in both terms / in the spectrum term only: `_hear_as_recorded`). Appends one JSON line per clip
-(its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl and resumes there; compare two files
+(its benchmark record) to data/objective_ab/VARIANT_METHOD_BUDGET.jsonl (..._BUDGET_bank-STEM.jsonl with another
+bank than the shipped one) and resumes there; compare two files
 clip by clip. Results: research/benchmarks.md, "What the search listens to" ("fine": "Route moves in the
 search, and a finer objective"; "heard": "A gain costs nothing"; "two-term", "shape": "The objective hears 100 dB
 down").
@@ -100,15 +101,17 @@ def main():
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--method", default="proposals+portfolio")
+    parser.add_argument("--bank", default=None, help="a preset bank (.npz) instead of the shipped one")
     args = parser.parse_args()
     use_variant(args.variant)
     from inference.benchmark import BenchmarkConfig, run_clip
     from inference.predict import Pipeline
     from inference.proposals import load_bank
 
-    pipeline, bank = Pipeline.from_checkpoint(None), load_bank(None)
+    pipeline, bank = Pipeline.from_checkpoint(None), load_bank(args.bank)
     config = BenchmarkConfig(methods=(args.method,), budgets=(args.budget,), seed=0)
-    out = Path("data/objective_ab") / f"{args.variant}_{args.method}_{args.budget}.jsonl"
+    tag = f"_bank-{Path(args.bank).stem}" if args.bank else ""
+    out = Path("data/objective_ab") / f"{args.variant}_{args.method}_{args.budget}{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["clip"] for line in out.read_text().splitlines()} if out.exists() else set()
     for pending in tuning_clips(pipeline, n=args.n):
