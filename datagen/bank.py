@@ -13,7 +13,7 @@ Building (`build`, `python -m datagen bank`) renders through the render pool (de
 chunks of `CHUNK` presets, each written atomically to `<output>.parts/`; a rerun skips finished chunks (resume
 after a kill), `shard=(i, n)` builds every n-th chunk (job arrays), and the bank file is written once every
 chunk is there. `Bank.nearest(audio, note=..., k=...)` returns the presets whose entries at the bank note
-nearest the clip's sound closest (L1 over the embedding).
+nearest the clip's sound closest (L1 over the embedding), perturbed entries and the others taking turns.
 """
 
 from __future__ import annotations
@@ -126,7 +126,10 @@ class Bank:
 
     def nearest(self, audio: np.ndarray, *, note: int, k: int) -> list:
         """The presets of the `k` entries closest to `audio` ((samples,) mono at the features' rate) among those
-        heard at the bank note nearest `note`; one entry per preset."""
+        heard at the bank note nearest `note`; one entry per preset. Perturbed entries and the others take turns
+        (each kind nearest first): thousands of perturbed neighbours, close to many sounds, must not displace
+        the one sampler or real entry that found a sound (research/benchmarks.md, "Perturbed real presets in
+        the bank")."""
         if len(self) == 0 or k <= 0:
             return []
         features = FeatureConfig(**self.config["features"])
@@ -134,7 +137,11 @@ class Bank:
         at = int(notes[np.argmin(np.abs(notes.astype(int) - int(note)))])
         rows = np.flatnonzero(self.note == at)
         d = np.abs(self.embedding[rows].astype(np.float32) - embed(audio, features)[None]).mean(axis=1)  # (rows,)
-        chosen = rows[np.argsort(d, kind="stable")[:k]]
+        ranked = rows[np.argsort(d, kind="stable")]
+        perturbed = self.tier[ranked] == PERTURBED  # (rows,) bool
+        within = np.zeros(len(ranked), np.int64)  # each entry's rank among its own kind
+        within[~perturbed], within[perturbed] = np.arange((~perturbed).sum()), np.arange(perturbed.sum())
+        chosen = ranked[np.lexsort((perturbed, within))[:k]]  # by rank within kind, the unperturbed first
         return [self.preset(int(r)) for r in chosen]
 
     def save(self, path: str | Path) -> Path:

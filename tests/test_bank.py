@@ -80,6 +80,24 @@ def test_nearest_comes_first(clean):
     assert found[0].name == preset.name and len(found) == 2
 
 
+def test_perturbed_and_other_entries_take_turns(monkeypatch):
+    from dataclasses import asdict
+
+    from datagen.bank import PERTURBED
+
+    features = FeatureConfig(duration=0.5)
+    tone = np.sin(2 * np.pi * 220 * np.arange(22050) / 44100).astype(np.float32)
+    e = embed(tone, features)
+    tier = np.array([PERTURBED, PERTURBED, PERTURBED, 3, 3], np.int8)  # in order of distance from the tone
+    bank = Bank(tier=tier, index=np.arange(5), note=np.full(5, 60, np.int8), hash=np.zeros(5, "S16"),
+                embedding=(e[None] - np.arange(5)[:, None]).astype(np.float16), config={"features": asdict(features)})
+    monkeypatch.setattr(bank, "preset", lambda row: row)
+    assert bank.nearest(tone, note=60, k=4) == [3, 0, 4, 1]  # the two nearest of each kind, alternating
+    assert bank.nearest(tone, note=60, k=9) == [3, 0, 4, 1, 2]  # one kind spent: the other goes on
+    bank.tier[:] = 3
+    assert bank.nearest(tone, note=60, k=3) == [0, 1, 2]  # no perturbed entries: nearest first, as ever
+
+
 def test_embedding_ignores_level():
     t = np.arange(22050) / 44100
     tone = np.sin(2 * np.pi * 220 * t).astype(np.float32) * np.exp(-3 * t).astype(np.float32)
