@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 20  # MB (10^6 bytes): the largest upload accepted
 MAX_SECONDS = 30.0  # seconds: the longest clip accepted (the model hears the first couple of seconds)
-DEFAULT_EVALS = 200  # refinement renders offered by default (about a minute on 2 cores)
 MAX_EVALS = 2000
 REFINE_TIMEOUT = 180.0  # seconds: refinement stops after this, so one user cannot hold the queue for long
 MAX_QUEUE = 32  # jobs waiting; more are refused with gradio's "queue is full"
@@ -119,14 +118,15 @@ def check_upload(path: str | Path, *, max_bytes: int, max_seconds: float) -> Non
                          f"(one note of 1-4 s works best)")
 
 
-def run(path: str | Path | None, *, pipeline, workspace: Workspace, refine: bool = False, evals: int = DEFAULT_EVALS,
+def run(path: str | Path | None, *, pipeline, workspace: Workspace, refine: bool = False, evals: int | None = None,
         search: str | None = None, max_bytes: int = MAX_UPLOAD_MB * 10**6, max_seconds: float = MAX_SECONDS,
         progress=None, threads: int | None = None) -> dict:
     """Everything the page shows for one upload. Never raises: a bad clip gives {"ok": False, "status": ...}.
 
     Returns {"ok", "status", "note", "routes", "tutorial" (Markdown), "preset" (HTML), "spectrogram" (PNG
     path), "target", "prediction", "refined" (WAV paths; refined None without refinement), "vital" (path),
-    "seconds"}. progress(fraction, desc) is called as the job advances (gradio's `gr.Progress`).
+    "seconds"}. progress(fraction, desc) is called as the job advances (gradio's `gr.Progress`). evals: the
+    refinement's renders (None: `RefineConfig.evals`, the default everywhere).
     """
     from inference.audio import AudioError
 
@@ -154,7 +154,7 @@ def _no_progress(fraction, desc=None):
     pass
 
 
-def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, search: str | None, max_bytes: int,
+def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int | None, search: str | None, max_bytes: int,
          max_seconds: float, progress, threads: int | None) -> dict:
     from inference import export
     from inference.match import match
@@ -167,7 +167,7 @@ def _run(path: Path, *, pipeline, folder: Path, refine: bool, evals: int, search
     check_upload(path, max_bytes=max_bytes, max_seconds=max_seconds)
     stem = _safe_stem(path.stem)
     progress(0.0, desc="Reading the clip and predicting")
-    config = RefineConfig(evals=int(evals), timeout=REFINE_TIMEOUT, threads=threads,
+    config = RefineConfig(evals=int(evals or RefineConfig.evals), timeout=REFINE_TIMEOUT, threads=threads,
                           search=search or RefineConfig.search) if refine else None
 
     def on_progress(done, total, best):
@@ -336,7 +336,7 @@ def build_app(pipeline, *, max_upload_mb: float = MAX_UPLOAD_MB, max_seconds: fl
                                      elem_id="refine")
                 search = gr.Dropdown(choices=list(SEARCHERS), value=RefineConfig.search, label="Search method",
                                      elem_id="search")
-                evals = gr.Slider(10, MAX_EVALS, value=DEFAULT_EVALS, step=10, label="Refinement budget (renders)",
+                evals = gr.Slider(10, MAX_EVALS, value=RefineConfig.evals, step=10, label="Refinement budget (renders)",
                                   elem_id="evals")
                 button = gr.Button("Predict preset", variant="primary", elem_id="predict")
                 status = gr.Markdown(elem_id="status")

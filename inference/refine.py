@@ -19,7 +19,9 @@ from inference.search import DEFAULT, SEARCHERS, Context, Refinement, search
 
 @dataclass(frozen=True, kw_only=True)
 class RefineConfig:
-    evals: int = 300  # renders spent, the starts' included (~45 s on 2 cores: the main job stays under 60 s)
+    # renders spent, the starts' included (~34 s on 2 cores); 300 bought objective but not mss on 32 clips
+    # (research/benchmarks.md, "The default budget: 200 renders")
+    evals: int = 200
     timeout: float | None = None  # seconds; stop after the batch running at that time
     sigma: float = 0.1  # initial continuous step, in normalised [0, 1] units
     seed: int = 0
