@@ -57,15 +57,23 @@ class Perturber:
     def sampled_modules(self) -> list[str]:
         return [m.name for m in self.registry.modules]  # a real preset sets every module
 
-    def sample(self, index: int, attempt: int = 0) -> Preset:
+    def base(self, index: int, attempt: int = 0) -> Preset:
+        """The preset `sample(index, attempt)` steps from: its base, with the modules recombination took from
+        others. What a model that knew the bases exactly but heard none of the steps would answer
+        (research/scripts/perturbation_floor.py)."""
         c = self.config
-        rng = np.random.default_rng(seed_of(c.seed, index, attempt, 5))
         base = self.bases[index % len(self.bases)]  # every base alike often, in turn
-        if c.p_recombine:  # a stream of its own, so the steps below draw as they did before recombination
+        if c.p_recombine:  # a stream of its own, so the steps draw as they did before recombination
             mix = np.random.default_rng(seed_of(c.seed, index, attempt, 6))
             for m in self.registry.modules:
                 if mix.random() < c.p_recombine:
                     base = base.with_module(self.bases[int(mix.integers(len(self.bases)))], m)
+        return base
+
+    def sample(self, index: int, attempt: int = 0) -> Preset:
+        c = self.config
+        rng = np.random.default_rng(seed_of(c.seed, index, attempt, 5))
+        base = self.base(index, attempt)
         cont, cat = dict(base.continuous), dict(base.categorical)
         for p in self.continuous:
             cont[p.name] = float(np.clip(cont[p.name] + rng.normal(0.0, c.sigma), 0.0, 1.0))

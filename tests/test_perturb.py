@@ -62,11 +62,17 @@ def test_recombination_takes_whole_modules_from_the_bases(bases, registry):
         for m in registry.modules:  # every module is the same module of one of the bases
             assert any(child.with_module(b, m) == child for b in p.bases), m.name
         mixed += any(child.with_module(base, m) != child for m in registry.modules)
+        stepped_from = p.base(i)  # no steps asked: the sample is its base, recombined
+        assert (child.continuous, child.categorical) == (stepped_from.continuous, stepped_from.categorical)
     assert mixed >= 3  # half the modules are drawn anew: most presets take some from another base
     again = Perturber(bases, PerturbConfig(p_recombine=0.5, **still), registry=registry)
     assert again.sample(4).to_vital_text() == p.sample(4).to_vital_text()  # still a pure function of the index
     plain = Perturber(bases, PerturbConfig(**still), registry=registry)
     assert plain.sample(4).continuous == plain.bases[4 % 3].continuous  # 0: no recombination
+    stepped = Perturber(bases, PerturbConfig(p_recombine=0.5, p_redraw=0.0, p_octave=0.0), registry=registry)
+    child, stepped_from = stepped.sample(4), stepped.base(4)
+    assert child.categorical == stepped_from.categorical and child.continuous != stepped_from.continuous
+    assert max(abs(child.continuous[k] - v) for k, v in stepped_from.continuous.items()) < 0.5  # steps of 0.08
 
 
 def test_bad_configs(bases, registry):
