@@ -28,7 +28,8 @@ def train_rows(path: str) -> dict:
                                             "midi_note", "preset_index")}
 
 
-def finetune(path: str, *, aux: float, epochs: int, lr: float, batch: int, seed: int, n_bases: int):
+def finetune(path: str, *, aux: float, epochs: int, lr: float, batch: int, seed: int, n_bases: int,
+             augment: bool = True):
     import torch
 
     from datagen.registry import load_registry
@@ -62,7 +63,8 @@ def finetune(path: str, *, aux: float, epochs: int, lr: float, batch: int, seed:
             idx = np.sort(order[s:s + batch])
             b = collate([{k: rows[k][i] for k in names} for i in idx], n_sources=len(registry.sources),
                         n_destinations=len(registry.destinations))
-            feat = model.features(spec_augment(b["mel"], generator=aug), b["midi_note"])
+            mel = spec_augment(b["mel"], generator=aug) if augment else b["mel"]
+            feat = model.features(mel, b["midi_note"])
             out = {name: getattr(model, name)(feat) for name in ("continuous", "categorical", "wavetable",
                                                                  "modulation")}
             loss = loss_fn(out, b, epoch=10.0)["loss"]  # past the modulation ramp: the shipped model is trained
@@ -95,15 +97,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--no-spec-augment", action="store_true", help="fine-tune on clean mels")
     args = ap.parse_args()
     torch.set_num_threads(2)
     n_bases = len(shared_split("build"))
     model = finetune(args.train, aux=args.aux, epochs=args.epochs, lr=args.lr, batch=args.batch, seed=0,
-                     n_bases=n_bases)
+                     n_bases=n_bases, augment=not args.no_spec_augment)
     rows = bp.rows_of(args.test)
     result = bp.score(rows, bp.network(default_checkpoint(), rows, model=model),
                       bp.stepped_from(rows, seed=args.seed, recombine=args.recombine))
-    print(json.dumps({"aux": args.aux, "epochs": args.epochs, "lr": args.lr, **result}, indent=1))
+    print(json.dumps({"aux": args.aux, "epochs": args.epochs, "lr": args.lr,
+                      "spec_augment": not args.no_spec_augment, **result}, indent=1))
 
 
 if __name__ == "__main__":
