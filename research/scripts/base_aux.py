@@ -4,8 +4,7 @@ W x the cross-entropy of a linear head that names each row's main base (preset_i
 presets), dropped after training; then score it on another perturbed set with base_probe.py's answers.
 `--aux 0` is the control: the same fine-tune without the auxiliary head.
 
-    PYTHONPATH=. python research/scripts/base_aux.py data/diag/train3k_64.h5 data/diag/onenote_64.h5 \\
-        --seed 31 --recombine 0.2 --aux 0.5
+    PYTHONPATH=. python research/scripts/base_aux.py data/diag/train3k_64.h5 data/diag/onenote_64.h5 --aux 0.5
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ def finetune(path: str, *, aux: float, epochs: int, lr: float, batch: int, seed:
     from inference.predict import default_checkpoint
     from training import checkpoint
     from training.data import collate
+    from training.heads import HEADS
     from training.losses import LossConfig, PresetLoss, build_mask_spec
     from training.schedule import spec_augment
 
@@ -65,8 +65,7 @@ def finetune(path: str, *, aux: float, epochs: int, lr: float, batch: int, seed:
                         n_destinations=len(registry.destinations))
             mel = spec_augment(b["mel"], generator=aug) if augment else b["mel"]
             feat = model.features(mel, b["midi_note"])
-            out = {name: getattr(model, name)(feat) for name in ("continuous", "categorical", "wavetable",
-                                                                 "modulation")}
+            out = {name: getattr(model, name)(feat) for name in HEADS}  # as forward, keeping feat for the aux head
             loss = loss_fn(out, b, epoch=10.0)["loss"]  # past the modulation ramp: the shipped model is trained
             if aux:
                 base = torch.from_numpy((rows["preset_index"][idx] % n_bases).astype(np.int64))
@@ -91,8 +90,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("train", help="a 64-mel perturbed data set to fine-tune on (its train split)")
     ap.add_argument("test", help="another perturbed data set to score on (base_probe.py)")
-    ap.add_argument("--seed", type=int, required=True, help="the test set's generation seed")
-    ap.add_argument("--recombine", type=float, required=True, help="the test set's --recombine")
     ap.add_argument("--aux", type=float, default=0.5, help="weight of the base-naming loss (0: the control)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -105,7 +102,7 @@ def main() -> None:
                      n_bases=n_bases, augment=not args.no_spec_augment)
     rows = bp.rows_of(args.test)
     result = bp.score(rows, bp.network(default_checkpoint(), rows, model=model),
-                      bp.stepped_from(rows, seed=args.seed, recombine=args.recombine))
+                      bp.stepped_from(rows))
     print(json.dumps({"aux": args.aux, "epochs": args.epochs, "lr": args.lr,
                       "spec_augment": not args.no_spec_augment, **result}, indent=1))
 

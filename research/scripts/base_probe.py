@@ -7,7 +7,10 @@ of the presets and scored on the rest, also as a decoder: answer a row with the 
 If the probe names the base far more often than the heads' values reflect, the features know it and the heads
 do not use it; if it cannot, the features do not hold it.
 
-    PYTHONPATH=. python research/scripts/base_probe.py data/diag/onenote_64.h5 --seed 31 --recombine 0.2
+    PYTHONPATH=. python research/scripts/base_probe.py data/diag/onenote_64.h5
+
+The perturbation is rebuilt from the data set's own manifest (`datagen.generate.config_of`), so a row's preset
+and the preset it was stepped from are found by its index and hash.
 """
 
 from __future__ import annotations
@@ -19,13 +22,43 @@ import numpy as np
 
 
 def rows_of(path: str) -> dict:
+    """The data set's rows, its catalog and the GenerateConfig it was made with ("config")."""
     import h5py
 
     from datagen.dataset import load_catalog
+    from datagen.generate import config_of
 
     with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
         return {**{k: f[k][:] for k in ("mel", "midi_note", "continuous", "categorical", "modulation",
-                                         "preset_index", "preset_hash")}, "catalog": load_catalog(dict(f.attrs))}
+                                         "preset_index", "preset_hash")},
+                "catalog": load_catalog(attrs), "config": config_of(attrs)}
+
+
+def targets(rows: dict, predicted: list[int]) -> dict:
+    """What answers are scored against, as `training evaluate` scores them: the continuous targets (N, n_cont)
+    and the predicted categorical columns' (N, n_predicted), and the loss' masks of both (float64 0/1)."""
+    import torch
+
+    from datagen.registry import load_registry
+    from training.data import routed_from_slots
+    from training.losses import build_mask_spec, masks
+
+    spec = build_mask_spec(load_registry(), tier=0)  # the realistic tier: every control is a target
+    m = masks(spec, torch.from_numpy(rows["categorical"].astype(np.int64)),
+              routed_from_slots(rows["modulation"], n_sources=spec.n_sources))
+    return {"continuous": rows["continuous"].astype(np.float64), "categorical": rows["categorical"][:, predicted],
+            "continuous_mask": m["continuous"].double().numpy(),
+            "categorical_mask": m["categorical"].double().numpy()[:, predicted]}
+
+
+def errors(t: dict, continuous: np.ndarray, categorical: np.ndarray, *, rows: np.ndarray | None = None) -> dict:
+    """Masked continuous MAE and categorical accuracy of one answer ((N or 1, n_cont), (N or 1, n_predicted))
+    against `targets` t, over `rows` ((N,) bool; None: every row)."""
+    sel = 1.0 if rows is None else rows[:, None]
+    mc, mk = t["continuous_mask"] * sel, t["categorical_mask"] * sel
+    return {"mae": float((np.abs(t["continuous"] - continuous) * mc).sum() / mc.sum()),
+            "accuracy": float(((categorical == t["categorical"]) * mk).sum() / mk.sum())}
 
 
 def network(ckpt_path, rows: dict, *, model=None, batch: int = 64) -> dict:
@@ -50,17 +83,14 @@ def network(ckpt_path, rows: dict, *, model=None, batch: int = 64) -> dict:
             "continuous": np.concatenate(cont), "categorical": np.concatenate(cat)}
 
 
-def stepped_from(rows: dict, *, seed: int, recombine: float) -> dict:
+def stepped_from(rows: dict) -> dict:
     """The labels, as data sets store them, of the preset every row was stepped from (the attempt whose sample
     has the row's hash): "base", one per row; and of each build preset: "bases"."""
     from datagen.dataset import labels_of
-    from datagen.perturb import PerturbConfig, Perturber
-    from datagen.preset import read_vital, shared_split
     from datagen.registry import load_registry
 
     registry = load_registry()
-    bases = [read_vital(p, registry=registry) for p in shared_split("build")]
-    perturber = Perturber(bases, PerturbConfig(seed=seed, p_recombine=recombine), registry=registry)
+    perturber = rows["config"].sampler(registry, rows["catalog"])  # the data set's own Perturber
     labels = lambda preset: labels_of(preset, registry, rows["catalog"])  # noqa: E731
     base = []
     for index, digest in zip(rows["preset_index"], rows["preset_hash"]):
@@ -96,19 +126,8 @@ def probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, *, n_classes: int, we
 
 def score(rows: dict, net: dict, known: dict) -> dict:
     """Every answer's masked MAE and accuracy on the probe's held-out rows, and the probe's accuracy."""
-    import torch
-
-    from datagen.registry import load_registry
-    from training.data import routed_from_slots
-    from training.losses import build_mask_spec, masks
-
-    registry = load_registry()
     predicted = net["predicted"]
-    spec = build_mask_spec(registry, tier=0)
-    m = masks(spec, torch.from_numpy(rows["categorical"].astype(np.int64)),
-              routed_from_slots(rows["modulation"], n_sources=spec.n_sources))
-    mc, mk = m["continuous"].double().numpy(), m["categorical"].double().numpy()[:, predicted]
-    truth_c, truth_k = rows["continuous"].astype(np.float64), rows["categorical"][:, predicted]
+    t = targets(rows, predicted)
     stack = lambda labels, name: np.stack([r[name] for r in labels])  # noqa: E731
     n_bases = len(known["bases"])
     main_base = rows["preset_index"] % n_bases  # (N,) which build preset each row started from
@@ -128,9 +147,7 @@ def score(rows: dict, net: dict, known: dict) -> dict:
            "probe_accuracy_train": float((named == main_base)[~held_out].mean()),
            "chance": float(np.bincount(main_base).max() / len(main_base))}
     for name, (c, k) in answers.items():
-        sel = held_out[:, None]
-        out[name] = {"mae": float((np.abs(truth_c - c) * mc * sel).sum() / (mc * sel).sum()),
-                     "accuracy": float(((k == truth_k) * mk * sel).sum() / (mk * sel).sum())}
+        out[name] = errors(t, c, k, rows=held_out)
     ref = out["mean / mode"]
     for name in answers:
         out[name]["mae_ratio"] = out[name]["mae"] / ref["mae"]
@@ -145,14 +162,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="a 64-mel perturbed data set (the shipped model's features)")
-    ap.add_argument("--seed", type=int, required=True, help="its generation seed")
-    ap.add_argument("--recombine", type=float, required=True, help="its --recombine")
     ap.add_argument("-c", "--checkpoint", default=None, help="default: the shipped model")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = rows_of(args.data)
-    print(json.dumps(score(rows, network(args.checkpoint or default_checkpoint(), rows),
-                           stepped_from(rows, seed=args.seed, recombine=args.recombine)), indent=1))
+    print(json.dumps(score(rows, network(args.checkpoint or default_checkpoint(), rows), stepped_from(rows)),
+                     indent=1))
 
 
 if __name__ == "__main__":

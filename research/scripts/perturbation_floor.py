@@ -27,61 +27,53 @@ def population(n: int, *, seed: int, recombine: float) -> dict:
     from tqdm import tqdm
 
     from datagen.dataset import labels_of
-    from datagen.perturb import PerturbConfig, Perturber
-    from datagen.preset import read_vital, shared_split
+    from datagen.generate import GenerateConfig
+    from datagen.perturb import PerturbConfig
+    from datagen.preset import shared_presets_dir
     from datagen.registry import load_registry
 
     registry = load_registry()
-    bases = [read_vital(p, registry=registry) for p in shared_split("build")]
-    perturber = Perturber(bases, PerturbConfig(seed=seed, p_recombine=recombine), registry=registry)
+    config = GenerateConfig(seed=seed, perturb_from=str(shared_presets_dir()), perturb=PerturbConfig(p_recombine=recombine))
+    perturber = config.sampler(registry, None)  # what `generate --perturb-from --recombine --seed` draws from
+    bases = [labels_of(b, registry) for b in perturber.bases]
     out = {"target": [], "base": [], "main": []}
     for i in tqdm(range(n), desc="presets", unit="preset"):
         out["target"].append(labels_of(perturber.sample(i), registry))
         out["base"].append(labels_of(perturber.base(i), registry))
-        out["main"].append(labels_of(perturber.bases[i % len(perturber.bases)], registry))
+        out["main"].append(bases[i % len(bases)])
     return {k: {name: np.stack([row[name] for row in rows]) for name in ("continuous", "categorical", "modulation")}
             for k, rows in out.items()}
 
 
 def floor(n: int, *, seed: int, recombine: float, octaves_known: bool) -> dict:
-    import torch
-
     from datagen.registry import load_registry
     from inference.predict import default_checkpoint
+    from research.scripts.base_probe import errors, targets
     from training import checkpoint
-    from training.data import routed_from_slots
-    from training.losses import build_mask_spec, masks
 
     registry = load_registry()
     ckpt = checkpoint.load(default_checkpoint())
     predicted = list(checkpoint.build_model(ckpt, default_checkpoint()).config.predicted_categorical)
-    spec = build_mask_spec(registry, tier=0)  # the realistic tier: every control is a target
     rows = population(n, seed=seed, recombine=recombine)
     t, b, main = rows["target"], rows["base"], rows["main"]
-    m = masks(spec, torch.from_numpy(t["categorical"].astype(np.int64)),
-              routed_from_slots(t["modulation"], n_sources=spec.n_sources))
-    mc, mk = m["continuous"].double().numpy(), m["categorical"].double().numpy()[:, predicted]  # (n, cols)
-    mean = np.asarray(ckpt["baseline"]["continuous"], np.float64)  # (n_cont,)
-    mode = np.asarray(ckpt["baseline"]["categorical"], np.int64)  # (n_predicted,)
-    truth_k, base_k, main_k = (r["categorical"][:, predicted].copy() for r in (t, b, main))
+    truth = targets(t, predicted)
+    mk = truth["categorical_mask"]  # (n, n_predicted)
+    base_k, main_k = (r["categorical"][:, predicted].copy() for r in (b, main))
     if octaves_known:
         moved = [j for j, i in enumerate(predicted) if registry.categorical[i].name.endswith("_transpose")]
-        base_k[:, moved] = main_k[:, moved] = truth_k[:, moved]
-
-    def mae(guess):
-        return float((np.abs(t["continuous"] - guess) * mc).sum() / mc.sum())
-
-    def accuracy(guess):
-        return float(((guess == truth_k) * mk).sum() / mk.sum())
-
-    by_param = {registry.categorical[i].name: round(float(((base_k[:, j] == truth_k[:, j]) * mk[:, j]).sum()
-                                                          / max(mk[:, j].sum(), 1)), 3)
+        base_k[:, moved] = main_k[:, moved] = truth["categorical"][:, moved]
+    mean = np.asarray(ckpt["baseline"]["continuous"], np.float64)[None]  # (1, n_cont)
+    mode = np.asarray(ckpt["baseline"]["categorical"], np.int64)[None]  # (1, n_predicted)
+    constant, oracle, main_oracle = (errors(truth, c, k) for c, k in ((mean, mode), (b["continuous"], base_k),
+                                                                       (main["continuous"], main_k)))
+    by_param = {registry.categorical[i].name: round(float(((base_k[:, j] == truth["categorical"][:, j]) * mk[:, j])
+                                                          .sum() / max(mk[:, j].sum(), 1)), 3)
                 for j, i in enumerate(predicted) if mk[:, j].sum() > 0}
     result = {"presets": n, "seed": seed, "recombine": recombine, "octaves_known": octaves_known,
-              "continuous_entries": int(mc.sum()), "categorical_entries": int(mk.sum()),
-              "mean_mae": mae(mean[None]), "oracle_mae": mae(b["continuous"]),
-              "mode_accuracy": accuracy(mode[None]), "oracle_accuracy": accuracy(base_k),
-              "main_base_mae": mae(main["continuous"]), "main_base_accuracy": accuracy(main_k),
+              "continuous_entries": int(truth["continuous_mask"].sum()), "categorical_entries": int(mk.sum()),
+              "mean_mae": constant["mae"], "oracle_mae": oracle["mae"],
+              "mode_accuracy": constant["accuracy"], "oracle_accuracy": oracle["accuracy"],
+              "main_base_mae": main_oracle["mae"], "main_base_accuracy": main_oracle["accuracy"],
               "oracle_worst_categorical": dict(sorted(by_param.items(), key=lambda kv: kv[1])[:12])}
     result["oracle_mae_ratio"] = result["oracle_mae"] / result["mean_mae"]
     result["oracle_accuracy_gain_points"] = 100 * (result["oracle_accuracy"] - result["mode_accuracy"])
